@@ -33,7 +33,37 @@ def get_model_config() -> ml_collections.ConfigDict:
   return m
 
 
+def get_train_config() -> ml_collections.ConfigDict:
+  """The training recipe (DESIGN.md section 2; train.py). Owned by the training code."""
+  t = ml_collections.ConfigDict()
+  t.num_steps = 480_000  # Optimiser steps (paper: 480k).
+  t.batch_size = 8  # Global batch over all processes and devices; must divide by the device count.
+  t.learning_rate = 2e-4
+  t.lr_boundaries = (80_000, 160_000, 240_000, 320_000, 400_000)  # 0-based first step of each decay.
+  t.lr_decay_factor = 0.5
+  t.adam_b1 = 0.9
+  t.adam_b2 = 0.99
+  t.adam_eps = 1e-8
+  t.alpha = 1.0  # Weight of the per-step detail loss.
+  t.seed = 0  # Parameter init and data order.
+  t.log_every = 100  # Steps between logged training metrics.
+  t.checkpoint_every = 5_000  # Steps between checkpoints (one is also written at the end).
+  t.keep_checkpoints = 3  # The last K checkpoints are kept, plus the best by validation PSNR.
+  # Validation: Gaussian8 at the training scale on the first `val_images` HR images of `val_dir`
+  # ('' turns it off); the Y-PSNR ranks checkpoints. A relative path is relative to the cwd.
+  t.val_dir = ''
+  t.val_images = 2
+  t.val_sigmas = 2  # How many of the eight Gaussian8 kernel widths (spread over the range).
+  t.val_every = 5_000
+  t.max_bad_steps = 20  # Stop after this many consecutive steps with a non-finite loss or gradient.
+  t.profile_steps = 0  # >0: capture a profiler trace of this many steps once, after warm-up.
+  t.distributed = False  # Call jax.distributed.initialize() (multi-host; settings auto-detected).
+  t.final_report = False  # Demo: table of bicubic vs DSSR PSNR on the held-out embedded photos.
+  return t
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model = get_model_config()
+  config.train = get_train_config()
   return config

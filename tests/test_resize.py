@@ -1,0 +1,109 @@
+"""PyTorch bicubic resampling against hand-derived weights, a direct per-pixel formula and invariants."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dssr_jax import resize
+
+
+def _torch_bicubic_1d(v, n_out, align_corners, scale=None):
+  """Direct per-output-pixel loop of PyTorch's upsample_bicubic2d formula (float32 coordinates)."""
+  a = -0.75
+  n_in = len(v)
+
+  def kern(x):
+    x = abs(x)
+    if x <= 1:
+      return ((a + 2) * x - (a + 3)) * x * x + 1
+    if x < 2:
+      return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return 0.0
+
+  out = []
+  for o in range(n_out):
+    if align_corners:
+      src = np.float32(np.float32(n_in - 1) / np.float32(n_out - 1)) * np.float32(o)
+    else:
+      src = np.float32(1.0 / scale) * np.float32(o + 0.5) - np.float32(0.5)
+    src = float(np.float32(src))
+    f = math.floor(src)
+    t = src - f
+    acc = 0.0
+    for k in range(-1, 3):
+      acc += kern(t - k) * v[min(max(f + k, 0), n_in - 1)]
+    out.append(acc)
+  return np.array(out)
+
+
+def test_hand_derived_x2_border_rows():
+  m = resize.bicubic_matrix(5, 10, False, 2)
+  # o=0: src=-0.25 -> taps at -2,-1,0,1 with t=0.75; the three clamped to 0 add up.
+  np.testing.assert_allclose(m[0, :2], [1.10546875, -0.10546875], atol=1e-7)
+  np.testing.assert_allclose(m[0, 2:], 0)
+  # o=1: src=0.25 -> taps -1,0,1,2 with t=0.25: -0.10546875, 0.87890625, 0.26171875, -0.03515625.
+  np.testing.assert_allclose(m[1, :3], [-0.10546875 + 0.87890625, 0.26171875, -0.03515625],
+                             atol=1e-7)
+
+
+def test_x3_centres_coincide():
+  # Output 3k+1 sits exactly on input k (t == 0): a copy.
+  m = resize.bicubic_matrix(7, 21, False, 3)
+  np.testing.assert_allclose(m[1::3], np.eye(7), atol=1e-7)
+
+
+@pytest.mark.parametrize('n_in,scale', [(5, 2), (7, 3), (6, 4), (1, 2)])
+def test_up_matches_direct_formula(n_in, scale):
+  rng = np.random.default_rng(0)
+  v = rng.random(n_in)
+  m = resize.bicubic_matrix(n_in, n_in * scale, False, scale)
+  np.testing.assert_allclose(m @ v, _torch_bicubic_1d(v, n_in * scale, False, scale), atol=1e-6)
+
+
+@pytest.mark.parametrize('n_in,scale', [(24, 2), (36, 3), (32, 4), (25, 2)])
+def test_down_matches_direct_formula(n_in, scale):
+  rng = np.random.default_rng(1)
+  v = rng.random(n_in)
+  n_out = n_in // scale
+  m = resize.bicubic_matrix(n_in, n_out, True)
+  np.testing.assert_allclose(m @ v, _torch_bicubic_1d(v, n_out, True), atol=1e-6)
+  # Corner-aligned: the end pixels are copied.
+  np.testing.assert_allclose((m @ v)[[0, -1]], v[[0, -1]], atol=1e-6)
+
+
+def test_constants_preserved_and_linear_interior():
+  x = jnp.full((1, 6, 9, 2), 0.37, jnp.float32)
+  np.testing.assert_allclose(resize.torch_bicubic_up(x, 3), 0.37, atol=1e-6)
+  np.testing.assert_allclose(resize.torch_bicubic_down(resize.torch_bicubic_up(x, 2), 2), 0.37,
+                             atol=1e-6)
+  # Every row of both matrices sums to 1 (the kernel is a partition of unity).
+  for m in (resize.bicubic_matrix(9, 27, False, 3), resize.bicubic_matrix(27, 9, True)):
+    np.testing.assert_allclose(m.sum(1), 1, atol=1e-6)
+
+
+def test_symmetry_and_separability():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.random((2, 5, 7, 3)), jnp.float32)
+  y = resize.torch_bicubic_up(x, 2)
+  assert y.shape == (2, 10, 14, 3)
+  # Mirroring the input mirrors the output (both coordinate conventions are centred).
+  np.testing.assert_allclose(resize.torch_bicubic_up(x[:, ::-1, ::-1], 2), y[:, ::-1, ::-1],
+                             atol=1e-6)
+  yd = resize.torch_bicubic_down(y, 2)
+  np.testing.assert_allclose(resize.torch_bicubic_down(y[:, :, ::-1], 2), yd[:, :, ::-1], atol=1e-6)
+  # The 2-D result equals the per-axis 1-D formula applied twice (rows, then columns).
+  xn = np.asarray(x[0, :, :, 1], np.float64)
+  rows = np.stack([_torch_bicubic_1d(r, 14, False, 2) for r in xn])
+  full = np.stack([_torch_bicubic_1d(c, 10, False, 2) for c in rows.T], axis=1)
+  np.testing.assert_allclose(y[0, :, :, 1], full, atol=1e-5)
+
+
+def test_bad_inputs():
+  with pytest.raises(ValueError, match='rank 4'):
+    resize.torch_bicubic_up(jnp.zeros((4, 4, 3)), 2)
+  with pytest.raises(ValueError, match='scale'):
+    resize.torch_bicubic_up(jnp.zeros((1, 4, 4, 3)), 0)
+  with pytest.raises(ValueError, match='smaller than scale'):
+    resize.torch_bicubic_down(jnp.zeros((1, 2, 8, 3)), 3)

@@ -1,0 +1,362 @@
+"""Scoring a network (or bicubic) on the benchmark protocols: tables, JSON and CSV.
+
+`evaluate` runs one method over datasets x scales under Gaussian8 or DIV2KRK (DESIGN.md section 4)
+on full images and returns the report `eval.py` prints and writes:
+
+  {"results": [{"dataset", "scale", "setting", "method", "psnr", "ssim", "per_step_psnr",
+                "per_step_mean_psnr", "images": [{"name", "sigma", "psnr", "ssim", ...}], ...}],
+   "run": {...how it was produced...}}
+
+Per-step numbers (paper Table IV / Fig. 8): `per_step_psnr[t-1]` is the Y-PSNR of the image the
+network outputs at step t (sr_t, "I_SR^t" in the paper). The released network's final output is
+the mean of the T step outputs, so we also give `per_step_mean_psnr[t-1]`, the PSNR of the mean of
+the first t step outputs: exactly what the same weights return when run with T = t (the recurrence
+is causal), i.e. the "fewer steps at test time" reading. Each is averaged over images like psnr.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import pathlib
+import tempfile
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from dssr_jax import infer
+from dssr_jax import metrics
+
+SETTINGS = ('gaussian8', 'div2krk')
+METHODS = ('dssr', 'bicubic')
+DIV2KRK_SCALES = (2, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """How images are run and scored (the same for every dataset and scale of one report)."""
+  setting: str = 'gaussian8'
+  grey_as_y: bool = False  # MATLAB's Y for greyscale HR files (DESIGN.md section 4).
+  self_ensemble: bool = False
+  tile: int = 0  # 0: full images, as the published protocol does.
+  overlap: int = 16
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """SR in [0, 1] -> uint8 as the authors' test code does (clip, round)."""
+  return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def bicubic_sr_fn(scale: int) -> infer.SRFn:
+  """The bicubic baseline: MATLAB imresize x`scale` of each LR image (float64, no quantisation)."""
+  from dssr_jax import imresize  # pylint: disable=g-import-not-at-top
+
+  def fn(lr: np.ndarray) -> dict[str, np.ndarray]:
+    return {'sr': np.stack([imresize.imresize(x.astype(np.float64), scale) for x in lr])}
+
+  return fn
+
+
+def dataset_dir(data_dir: os.PathLike | str, dataset: str) -> pathlib.Path:
+  """`data_dir/dataset`, or FileNotFoundError listing what data_dir does hold."""
+  root = pathlib.Path(data_dir)
+  if not root.is_dir():
+    raise FileNotFoundError(f'--data_dir {str(root)!r} is not a folder')
+  d = root / dataset
+  if not d.is_dir():
+    have = sorted(p.name for p in root.iterdir() if p.is_dir())
+    raise FileNotFoundError(f'dataset folder {str(d)!r} does not exist; {str(root)!r} holds '
+                            f'{have or "no folders"}')
+  return d
+
+
+def load_records(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str,
+                 cache_dir: str | None = None) -> tuple[Iterable[Any], int | None]:
+  """(records of one dataset, their number when known) for `setting` at `scale`."""
+  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+  d = dataset_dir(data_dir, dataset)
+  if setting == 'gaussian8':
+    n = len(imageio.list_images(d))
+    if n == 0:
+      raise FileNotFoundError(f'dataset folder {str(d)!r} holds no image files')
+    return testsets.gaussian8(d, scale, cache_dir=cache_dir), 8 * n
+  if setting == 'div2krk':
+    if scale not in DIV2KRK_SCALES:
+      raise ValueError(f'DIV2KRK exists at scales {DIV2KRK_SCALES}, not x{scale}')
+    return testsets.div2krk(d, scale), None
+  raise ValueError(f'--setting must be one of {SETTINGS}, got {setting!r}')
+
+
+def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
+                grey_as_y: bool) -> dict[str, Any]:
+  """Y-PSNR/SSIM of one output ({'sr': [H,W,3]} and optionally 'steps': [T,H,W,3]) against HR."""
+  sr = to_uint8(out['sr'])
+  if sr.shape != hr.shape:
+    raise ValueError(f'SR output {sr.shape} and HR {hr.shape} differ in size')
+  row = {'psnr': metrics.psnr_y(sr, hr, scale, grey_as_y),
+         'ssim': metrics.ssim_y(sr, hr, scale, grey_as_y)}
+  steps = out.get('steps')
+  if steps is not None:
+    steps = np.asarray(steps, np.float64)
+    running = np.cumsum(steps, axis=0) / np.arange(1, len(steps) + 1)[:, None, None, None]
+    row['per_step_psnr'] = [metrics.psnr_y(to_uint8(s), hr, scale, grey_as_y) for s in steps]
+    row['per_step_mean_psnr'] = [metrics.psnr_y(to_uint8(s), hr, scale, grey_as_y)
+                                 for s in running]
+  return row
+
+
+def _mean(values: Sequence[float]) -> float:
+  return float(np.mean(values)) if values else float('nan')
+
+
+def score_records(records: Iterable[Any], sr_fn: infer.SRFn, scale: int, options: EvalOptions,
+                  progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+  """Runs sr_fn on every record's LR and averages the scores (the mean over images x kernels)."""
+  images = []
+  for rec in records:
+    lr = np.asarray(rec.lr, np.float32)[None] / np.float32(255)
+    out = infer.tiled_apply(sr_fn, lr, scale, options.tile, options.overlap)
+    out = {k: (v[:, 0] if k in ('steps', 'details') else v[0]) for k, v in out.items()}
+    row = {'name': rec.name, 'sigma': None if rec.sigma is None else float(rec.sigma)}
+    row.update(score_image(out, np.asarray(rec.hr), scale,
+                           options.grey_as_y and bool(getattr(rec, 'grey', False))))
+    images.append(row)
+    if progress is not None:
+      progress(1)
+  if not images:
+    raise ValueError('no test images were found')
+  result = {'psnr': _mean([r['psnr'] for r in images]),
+            'ssim': _mean([r['ssim'] for r in images]),
+            'per_step_psnr': [], 'per_step_mean_psnr': []}
+  if 'per_step_psnr' in images[0]:
+    for key in ('per_step_psnr', 'per_step_mean_psnr'):
+      result[key] = [float(v) for v in np.mean([r[key] for r in images], axis=0)]
+  result['num_images'] = len(images)
+  result['images'] = images
+  return result
+
+
+def check_scales(scales: Sequence[int], model_scale: int | None, source: str) -> list[int]:
+  """The scales to score: a network only at its own scale (all of `scales` must be that)."""
+  scales = [int(s) for s in scales] if scales else []
+  for s in scales:
+    if s not in (2, 3, 4):
+      raise ValueError(f'--scales: {s} is not one of 2, 3, 4')
+  if model_scale is None:
+    if not scales:
+      raise ValueError('--scales is required for --method=bicubic')
+    return scales
+  if not scales:
+    return [model_scale]
+  other = [s for s in scales if s != model_scale]
+  if other:
+    raise ValueError(f'the checkpoint {source} was trained at x{model_scale}, but --scales asks '
+                     f'for x{other[0]}; score it with --scales={model_scale}, or pass a checkpoint '
+                     f'trained at x{other[0]}')
+  return scales
+
+
+def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | None,
+             options: EvalOptions, method: str = 'dssr', checkpoint: str | None = None,
+             step: int | None = None, model_config: Mapping[str, Any] | None = None,
+             cache_dir: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+  """Scores `method` on every dataset x scale; returns the report (see the module docstring).
+
+  Args:
+    data_dir: holds one folder per dataset name.
+    datasets: dataset folder names, e.g. ['Set5', 'Set14'].
+    scales: scales to score; for a network, only its own (default: that one).
+    options: protocol and run options.
+    method: 'dssr' (needs `checkpoint`) or 'bicubic'.
+    checkpoint: a workdir, its checkpoints/ folder or one checkpoints/<step> folder.
+    step: checkpoint step (default latest).
+    model_config: the model config the caller expects (e.g. --config's); its structural options
+      must match the checkpoint's ('scale' is checked against `scales` instead).
+    cache_dir: where testsets may cache degraded LR images.
+    show_progress: a tqdm bar over images.
+  """
+  if options.setting not in SETTINGS:
+    raise ValueError(f'--setting must be one of {SETTINGS}, got {options.setting!r}')
+  if method not in METHODS:
+    raise ValueError(f'--method must be one of {METHODS}, got {method!r}')
+  if not datasets:
+    raise ValueError('--datasets is empty')
+  for name in datasets:  # fail before any (slow) model work
+    dataset_dir(data_dir, name)
+  run: dict[str, Any] = {'method': method, 'setting': options.setting,
+                         'grey_as_y': options.grey_as_y, 'self_ensemble': options.self_ensemble,
+                         'tile': options.tile, 'overlap': options.overlap if options.tile else None,
+                         'metric': 'Y (BT.601) PSNR/SSIM, border crop = scale, SR clipped and '
+                                   'rounded to 8 bits'}
+  if method == 'bicubic':
+    scales = check_scales(scales, None, '')
+    make_fn = bicubic_sr_fn
+  else:
+    if checkpoint is None:
+      raise ValueError('--method=dssr needs a checkpoint: pass --workdir or --checkpoint')
+    requested = None
+    if model_config is not None:
+      requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
+    loaded = infer.load_model(checkpoint, step, requested)
+    scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
+    fn = infer.make_sr_fn(loaded)
+    make_fn = lambda _: fn
+    run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
+  results = []
+  for scale in scales:
+    sr_fn = make_fn(scale)
+    if options.self_ensemble:
+      sr_fn = infer.self_ensemble(sr_fn)
+    for name in datasets:
+      records, total = load_records(data_dir, name, scale, options.setting, cache_dir)
+      bar = None
+      if show_progress:
+        import tqdm  # pylint: disable=g-import-not-at-top
+        bar = tqdm.tqdm(total=total, desc=f'{name} x{scale}', unit='img', leave=False)
+      try:
+        scored = score_records(records, sr_fn, scale, options, bar.update if bar else None)
+      finally:
+        if bar is not None:
+          bar.close()
+      results.append({'dataset': name, 'scale': scale, 'setting': options.setting,
+                      'method': method + ('+' if options.self_ensemble else ''),
+                      'grey_as_y': options.grey_as_y, **scored})
+  return {'results': results, 'run': run}
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables and files.
+
+
+def _fmt(x: float, digits: int) -> str:
+  return '-' if x is None or (isinstance(x, float) and math.isnan(x)) else f'{x:.{digits}f}'
+
+
+def markdown_table(report: Mapping[str, Any]) -> str:
+  """PSNR / SSIM per method x scale (rows) and dataset (columns), like the paper's Table V."""
+  results = report['results']
+  datasets = list(dict.fromkeys(r['dataset'] for r in results))
+  rows = list(dict.fromkeys((r['method'], r['scale']) for r in results))
+  cell = {(r['method'], r['scale'], r['dataset']): r for r in results}
+  lines = ['| Method | Scale | ' + ' | '.join(datasets) + ' |',
+           '|---|---|' + '---|' * len(datasets)]
+  for method, scale in rows:
+    cells = []
+    for d in datasets:
+      r = cell.get((method, scale, d))
+      cells.append('-' if r is None else f'{_fmt(r["psnr"], 2)} / {_fmt(r["ssim"], 4)}')
+    lines.append(f'| {method} | x{scale} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def per_step_table(report: Mapping[str, Any]) -> str:
+  """PSNR of the step-t output and of the mean of steps 1..t (Table IV), or '' for bicubic."""
+  results = [r for r in report['results'] if r.get('per_step_psnr')]
+  if not results:
+    return ''
+  steps = max(len(r['per_step_psnr']) for r in results)
+  lines = ['| Dataset | Scale | PSNR of | ' + ' | '.join(f't={t}' for t in range(1, steps + 1)) +
+           ' |', '|---|---|---|' + '---|' * steps]
+  for r in results:
+    for key, label in (('per_step_psnr', 'step t output'),
+                       ('per_step_mean_psnr', 'mean of steps 1..t')):
+      vals = [_fmt(v, 2) for v in r[key]] + ['-'] * (steps - len(r[key]))
+      lines.append(f'| {r["dataset"]} | x{r["scale"]} | {label} | ' + ' | '.join(vals) + ' |')
+  return '\n'.join(lines)
+
+
+def describe(report: Mapping[str, Any]) -> str:
+  """One line saying how the numbers were produced."""
+  run = report.get('run', {})
+  parts = [f'setting {run.get("setting")}', f'method {run.get("method")}']
+  if run.get('checkpoint'):
+    parts.append(f'checkpoint {run["checkpoint"]} step {run.get("step")}')
+  parts.append('greyscale HR scored as grey Y (MATLAB)' if run.get('grey_as_y')
+               else 'greyscale HR scored as RGB (authors)')
+  if run.get('self_ensemble'):
+    parts.append('x8 self-ensemble')
+  parts.append(f'tiles {run["tile"]} (overlap {run["overlap"]})' if run.get('tile')
+               else 'full images')
+  return '; '.join(parts)
+
+
+def _json_safe(x: Any) -> Any:
+  """inf/nan are not JSON: identical images (PSNR inf) are written as null."""
+  if isinstance(x, float) and not math.isfinite(x):
+    return None
+  if isinstance(x, dict):
+    return {k: _json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_json_safe(v) for v in x]
+  if isinstance(x, np.generic):
+    return _json_safe(x.item())
+  return x
+
+
+def csv_text(report: Mapping[str, Any]) -> str:
+  """One row per image and one 'mean' row per dataset x scale (name column = '(mean)')."""
+  results = report['results']
+  steps = max([len(r.get('per_step_psnr') or []) for r in results] + [0])
+  step_cols = [f'psnr_step{t}' for t in range(1, steps + 1)]
+  mean_cols = [f'psnr_mean_steps1to{t}' for t in range(1, steps + 1)]
+  buf = io.StringIO()
+  w = csv.writer(buf, lineterminator='\n')
+  w.writerow(['dataset', 'scale', 'setting', 'method', 'name', 'sigma', 'psnr', 'ssim'] +
+             step_cols + mean_cols)
+
+  def vals(row, key):
+    v = list(row.get(key) or [])
+    return [f'{x:.6f}' if x is not None else '' for x in v] + [''] * (steps - len(v))
+
+  for r in results:
+    head = [r['dataset'], r['scale'], r['setting'], r['method']]
+    for img in r['images']:
+      sigma = '' if img['sigma'] is None else f'{img["sigma"]:.6f}'
+      w.writerow(head + [img['name'], sigma, f'{img["psnr"]:.6f}', f'{img["ssim"]:.6f}'] +
+                 vals(img, 'per_step_psnr') + vals(img, 'per_step_mean_psnr'))
+    w.writerow(head + ['(mean)', '', f'{r["psnr"]:.6f}', f'{r["ssim"]:.6f}'] +
+               vals(r, 'per_step_psnr') + vals(r, 'per_step_mean_psnr'))
+  return buf.getvalue()
+
+
+def _write_text(path: pathlib.Path, text: str) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.tmp', dir=path.parent)
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def output_paths(output: os.PathLike | str) -> tuple[pathlib.Path, pathlib.Path]:
+  """(the JSON path, the CSV beside it)."""
+  path = pathlib.Path(output)
+  if path.suffix.lower() != '.json':
+    raise ValueError(f'--output must name a .json file, got {str(path)!r}')
+  return path, path.with_suffix('.csv')
+
+
+def check_outputs_free(output: os.PathLike | str, overwrite: bool) -> None:
+  """Refuses (before any work) to replace earlier results unless `overwrite`."""
+  for p in output_paths(output):
+    if p.exists() and not overwrite:
+      raise FileExistsError(f'{p} already exists; pass --overwrite to replace it')
+
+
+def write_report(report: Mapping[str, Any], output: os.PathLike | str,
+                 overwrite: bool = False) -> tuple[pathlib.Path, pathlib.Path]:
+  """Writes the JSON and the CSV beside it, each atomically (temp file + rename)."""
+  check_outputs_free(output, overwrite)
+  json_path, csv_path = output_paths(output)
+  _write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
+  _write_text(csv_path, csv_text(report))
+  return json_path, csv_path

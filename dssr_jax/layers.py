@@ -1,0 +1,261 @@
+"""DSSR building blocks (DESIGN.md section 1): convs with PyTorch's init, residual cascades,
+the modulation branches, the learned up/down resamplers and the pixel-shuffle tail.
+
+Parameters are always float32; `dtype` is the compute dtype. Param names follow the authors'
+PyTorch names so that converting their state dict is a rename plus a transpose.
+"""
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+_DN = ('NHWC', 'HWIO', 'NHWC')
+MODULATIONS = ('affine', 'none', 'add', 'concat', 'channel_attention', 'spatial_attention')
+# Kernel, stride and padding of `up` (transposed conv) and `down` (strided conv) per scale.
+RESAMPLE = {2: (4, 2, 1), 3: (5, 3, 1), 4: (4, 4, 0)}
+
+
+def torch_uniform(fan_in: int) -> Callable:
+  """PyTorch's default conv init for both weight and bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+  (kaiming_uniform with a=sqrt(5) has exactly this bound.)
+  """
+  bound = 1.0 / np.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def lrelu(x):
+  return nn.leaky_relu(x, 0.2)
+
+
+def pixel_shuffle(x: jax.Array, r: int) -> jax.Array:
+  """PyTorch's PixelShuffle on NHWC: input channel c*r*r + i*r + j -> channel c at (h*r+i, w*r+j)."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h, w, c // (r * r), r, r)
+  return x.transpose(0, 1, 4, 2, 5, 3).reshape(b, h * r, w * r, c // (r * r))
+
+
+def depth_to_space(x: jax.Array, r: int) -> jax.Array:
+  """Channel (i*r + j)*C + c -> channel c at (h*r+i, w*r+j): moves whole C-vectors (cheap)."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h, w, r, r, c // (r * r))
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * r, w * r, c // (r * r))
+
+
+def space_to_depth(x: jax.Array, r: int) -> jax.Array:
+  """Inverse of `depth_to_space`."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // r, r, w // r, r, c)
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // r, w // r, r * r * c)
+
+
+def _conv(x, kernel, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=None):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), padding, lhs_dilation=lhs_dilation, dimension_numbers=_DN)
+
+
+class Conv(nn.Module):
+  """k x k convolution with bias and zero padding (k-1)//2 (PyTorch Conv2d, default init)."""
+  features: int
+  kernel_size: int = 3
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, cin = self.kernel_size, x.shape[-1]
+    init = torch_uniform(cin * k * k)
+    w = self.param('kernel', init, (k, k, cin, self.features))
+    b = self.param('bias', init, (self.features,))
+    p = (k - 1) // 2
+    y = _conv(x.astype(self.dtype), w.astype(self.dtype), padding=((p, p), (p, p)))
+    return y + b.astype(self.dtype)
+
+
+def _phase_taps(k: int, s: int, p: int, transposed: bool):
+  """Static index tables that split a stride-s (transposed) conv into s*s phases on the LR grid.
+
+  Returns (offsets, idx, mask): LR offsets d = dmin..dmax, and for every (d, phase) the kernel tap
+  `idx[d, phase]` it uses (`mask` False where the phase has no tap at that offset).
+  - transposed (correlation kernel K over the input dilated by s and padded by k-1-p): output pixel
+    Y = q*s + j reads input q + d through tap ky = d*s - j + k-1-p.
+  - strided (ordinary kernel W, padding p): output q reads input (q+d)*s + r through ky = d*s + r + p.
+  """
+  ph = np.arange(s)
+  if transposed:
+    dmin, dmax = -((k - 1 - p) // s), (s - 1 + p) // s
+    tap = lambda d: d * s - ph + k - 1 - p
+  else:
+    dmin, dmax = -((s - 1 + p) // s), (k - 1 - p) // s
+    tap = lambda d: d * s + ph + p
+  ds = np.arange(dmin, dmax + 1)
+  idx = np.stack([tap(d) for d in ds])  # [D, s]
+  mask = (idx >= 0) & (idx < k)
+  return (dmin, dmax), np.clip(idx, 0, k - 1), mask
+
+
+def _phase_kernel(kernel, idx, mask):
+  """Kernel [k, k, I, O] -> [D, D, s, s, I, O] gathered per (offset, phase) on both axes."""
+  m = jnp.asarray(mask, kernel.dtype)
+  kk = jnp.take(kernel, idx, axis=0) * m[:, :, None, None, None]  # [D, s, k, I, O]
+  kk = jnp.take(kk, idx, axis=2) * m[None, None, :, :, None, None]  # [D, s, D, s, I, O]
+  return kk.transpose(0, 2, 1, 3, 4, 5)
+
+
+class Up(nn.Module):
+  """PyTorch ConvTranspose2d C->C with the kernel/stride/padding of `RESAMPLE[scale]`.
+
+  `kernel` is stored as the HWIO correlation kernel over the dilated input,
+  K[ky, kx, i, o] = W_torch[i, o, k-1-ky, k-1-kx]. `impl='subpixel'` evaluates it as one conv on the
+  LR grid producing s*s phases, then depth-to-space: no multiplications by inserted zeros.
+  `impl='dilated'` is the textbook form (zeros inserted, padded, correlated), kept as a reference.
+  """
+  scale: int
+  features: int
+  dtype: Dtype = jnp.float32
+  impl: str = 'subpixel'
+
+  @nn.compact
+  def __call__(self, x):
+    k, s, p = RESAMPLE[self.scale]
+    cin = x.shape[-1]
+    # PyTorch's fan_in for a ConvTranspose2d weight [in, out, k, k] is out*k*k.
+    init = torch_uniform(self.features * k * k)
+    w = self.param('kernel', init, (k, k, cin, self.features)).astype(self.dtype)
+    b = self.param('bias', init, (self.features,)).astype(self.dtype)
+    x = x.astype(self.dtype)
+    if self.impl == 'dilated':
+      q = k - 1 - p
+      return _conv(x, w, padding=((q, q), (q, q)), lhs_dilation=(s, s)) + b
+    if self.impl != 'subpixel':
+      raise ValueError(f"Up: impl must be 'subpixel' or 'dilated', got {self.impl!r}")
+    (dmin, dmax), idx, mask = _phase_taps(k, s, p, transposed=True)
+    kp = _phase_kernel(w, idx, mask)  # [D, D, s, s, I, O]
+    n = dmax - dmin + 1
+    kp = kp.transpose(0, 1, 4, 2, 3, 5).reshape(n, n, cin, s * s * self.features)
+    y = _conv(x, kp, padding=((-dmin, dmax), (-dmin, dmax)))
+    return depth_to_space(y, s) + b
+
+
+class Down(nn.Module):
+  """PyTorch Conv2d C->C with the kernel/stride/padding of `RESAMPLE[scale]` (HR -> LR).
+
+  `impl='space_to_depth'` folds each s x s block into channels and runs a stride-1 conv on the LR
+  grid; `impl='strided'` is the direct strided conv. Same `kernel` [k, k, I, O] either way.
+  """
+  scale: int
+  features: int
+  dtype: Dtype = jnp.float32
+  impl: str = 'strided'
+
+  @nn.compact
+  def __call__(self, x):
+    k, s, p = RESAMPLE[self.scale]
+    cin = x.shape[-1]
+    init = torch_uniform(cin * k * k)
+    w = self.param('kernel', init, (k, k, cin, self.features)).astype(self.dtype)
+    b = self.param('bias', init, (self.features,)).astype(self.dtype)
+    x = x.astype(self.dtype)
+    if self.impl == 'strided':
+      return _conv(x, w, stride=s, padding=((p, p), (p, p))) + b
+    if self.impl != 'space_to_depth':
+      raise ValueError(f"Down: impl must be 'strided' or 'space_to_depth', got {self.impl!r}")
+    if x.shape[1] % s or x.shape[2] % s:
+      raise ValueError(f'Down: input {x.shape[1]}x{x.shape[2]} is not divisible by scale {s}')
+    (dmin, dmax), idx, mask = _phase_taps(k, s, p, transposed=False)
+    kp = _phase_kernel(w, idx, mask)  # [D, D, s, s, I, O]
+    n = dmax - dmin + 1
+    kp = kp.reshape(n, n, s * s * cin, self.features)
+    return _conv(space_to_depth(x, s), kp, padding=((-dmin, dmax), (-dmin, dmax))) + b
+
+
+class ResBlock(nn.Module):
+  """x + 0.2 * conv(lrelu(conv(x)))."""
+  channels: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    y = Conv(self.channels, dtype=self.dtype, name='conv1')(x)
+    y = Conv(self.channels, dtype=self.dtype, name='conv2')(lrelu(y))
+    return x + 0.2 * y
+
+
+class Cascade(nn.Module):
+  """`num_blocks` ResBlocks in sequence plus one long skip (authors' CascadeResBlock)."""
+  channels: int
+  num_blocks: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    y = x
+    for i in range(self.num_blocks):
+      y = ResBlock(self.channels, self.dtype, name=f'block_{i}')(y)
+    return x + y
+
+
+class Modulation(nn.Module):
+  """Structure modulation of features `x` by detail features `d` (paper eq. 11/13, Tables II-III).
+
+  A 4-conv trunk reads `d` (the authors' SpatialTransformation), then `kind` decides how it acts:
+  affine x*gamma + beta; add x + h; concat conv1x1([x, h]); channel/spatial attention x*a.
+  `identity_path` adds x once more for the multiplicative kinds (affine, attention), as the
+  authors' HR side does (`up_feat * gama1 + beta1 + up_feat`); their LR side adds `feat` instead,
+  which the caller does.
+  """
+  channels: int
+  kind: str = 'affine'
+  identity_path: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, d):
+    c, dt = self.channels, self.dtype
+    h = d
+    for i in range(1, 5):
+      h = lrelu(Conv(c, dtype=dt, name=f'conv{i}')(h))
+    x = x.astype(dt)
+    multiplicative = True
+    if self.kind == 'affine':
+      gamma = nn.sigmoid(Conv(c, 1, dt, name='conv_gama')(h))
+      y = x * gamma + Conv(c, 1, dt, name='conv_beta')(h)
+    elif self.kind == 'add':
+      y, multiplicative = x + h, False
+    elif self.kind == 'concat':
+      y, multiplicative = Conv(c, 1, dt, name='conv_fuse')(jnp.concatenate([x, h], -1)), False
+    elif self.kind == 'channel_attention':  # RCAN's CA layer, reduction 16
+      a = jnp.mean(h, axis=(1, 2), keepdims=True)
+      a = nn.relu(Conv(max(c // 16, 1), 1, dt, name='conv_squeeze')(a))
+      y = x * nn.sigmoid(Conv(c, 1, dt, name='conv_excite')(a))
+    elif self.kind == 'spatial_attention':
+      y = x * nn.sigmoid(Conv(1, 3, dt, name='conv_att')(h))
+    else:
+      raise ValueError(f'modulation must be one of {MODULATIONS[:1] + MODULATIONS[2:]}, '
+                       f'got {self.kind!r}')
+    return y + x if (self.identity_path and multiplicative) else y
+
+
+class Tail(nn.Module):
+  """The authors' UPNet: conv(C -> C*s*s), pixel shuffle, conv(C -> 3); x4 shuffles twice by 2.
+
+  Names conv_0/conv_2/conv_4 are the indices in their nn.Sequential (odd ones are the shuffles).
+  """
+  scale: int
+  channels: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c, dt = self.channels, self.dtype
+    factors = (2, 2) if self.scale == 4 else (self.scale,)
+    for n, r in enumerate(factors):
+      x = pixel_shuffle(Conv(c * r * r, dtype=dt, name=f'conv_{2 * n}')(x), r)
+    return Conv(3, dtype=dt, name=f'conv_{2 * len(factors)}')(x)

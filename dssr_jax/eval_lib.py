@@ -43,7 +43,7 @@ class EvalOptions:
   grey_as_y: bool = False  # MATLAB's Y for greyscale HR files (DESIGN.md section 4).
   self_ensemble: bool = False
   tile: int = 0  # 0: full images, as the published protocol does.
-  overlap: int = 16
+  overlap: int = 32
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

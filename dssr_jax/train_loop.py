@@ -1,0 +1,283 @@
+"""The training loop: data, resumable orbax checkpoints, clu metrics, validation, preemption."""
+
+import os
+import pathlib
+import signal
+import time
+from typing import Any
+
+from absl import logging
+from clu import metric_writers
+from clu import periodic_actions
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from configs import default as default_config
+from dssr_jax import checkpoint as checkpoint_lib
+from dssr_jax import train_lib
+
+ITEMS = ('params', 'opt_state', 'meta')
+INIT_PATCH = 16  # Parameter shapes do not depend on the image size.
+
+
+class BadStepsError(RuntimeError):
+  """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Rejects fields the defaults do not know (typos would otherwise be silently ignored)."""
+  reference = default_config.get_config()
+
+  def walk(cfg, ref, prefix):
+    for key in cfg.keys():
+      name = f'{prefix}{key}'
+      if key not in ref:
+        raise ValueError(f'unknown config field {name!r}; known fields here: {sorted(ref.keys())}')
+      if isinstance(cfg[key], ml_collections.ConfigDict) and isinstance(ref[key],
+                                                                        ml_collections.ConfigDict):
+        walk(cfg[key], ref[key], name + '.')
+
+  for section in ('model', 'train'):
+    if section not in config:
+      raise ValueError(f'config has no {section!r} section')
+    walk(config[section], reference[section], f'{section}.')
+  if config.train.num_steps <= 0:
+    raise ValueError(f'config.train.num_steps must be positive, got {config.train.num_steps}')
+  if config.train.checkpoint_every <= 0:
+    raise ValueError('config.train.checkpoint_every must be positive, got '
+                     f'{config.train.checkpoint_every}')
+  if config.train.keep_checkpoints < 1:
+    raise ValueError('config.train.keep_checkpoints must be at least 1, got '
+                     f'{config.train.keep_checkpoints}')
+  if config.train.val_dir and not pathlib.Path(config.train.val_dir).is_dir():
+    raise FileNotFoundError(f'config.train.val_dir={config.train.val_dir!r} is not a folder')
+
+
+def create_checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+  """`workdir/checkpoints/<step>/{params,opt_state,meta}`: the last `keep` plus the best val PSNR."""
+  policies = ocp.checkpoint_managers
+  policy = policies.AnyPreservationPolicy([
+      policies.LatestN(n=keep),
+      policies.BestN(get_metric_fn=lambda m: m['val_psnr'], n=1,
+                     keep_checkpoints_without_metrics=False),
+  ])
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(workdir / checkpoint_lib.CHECKPOINTS, item_names=ITEMS,
+                               options=options)
+
+
+def _meta(config: ml_collections.ConfigDict, state_host: dict) -> dict:
+  return {
+      'model': config.model.to_dict(),
+      'train': config.train.to_dict(),
+      'step': state_host['step'],
+      'data_step': state_host['step'],  # Batches consumed: where the data stream resumes.
+      'skipped': state_host['skipped'],
+      'bad_steps': state_host['bad_steps'],
+  }
+
+
+def save_checkpoint(mngr: ocp.CheckpointManager, config, state: train_lib.TrainState,
+                    metrics: dict | None = None) -> int:
+  counters = jax.device_get({'step': state.step, 'skipped': state.skipped,
+                             'bad_steps': state.bad_steps})
+  counters = {k: int(v) for k, v in counters.items()}
+  step = counters['step']
+  if step in mngr.all_steps():
+    return step
+  mngr.save(step, args=ocp.args.Composite(
+      params=ocp.args.StandardSave(state.params),
+      opt_state=ocp.args.StandardSave(state.opt_state),
+      meta=ocp.args.JsonSave(_meta(config, counters))), metrics=metrics)
+  mngr.wait_until_finished()
+  return step
+
+
+def _check_compatible(meta: dict, config, where) -> None:
+  """A workdir belongs to one network: refuse to touch a checkpoint of another one."""
+  saved, wanted = dict(meta.get('model', {})), config.model.to_dict()
+  diff = {k: (saved.get(k), wanted.get(k)) for k in sorted(set(saved) | set(wanted))
+          if saved.get(k) != wanted.get(k)}
+  if diff:
+    text = ', '.join(f'{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items())
+    raise ValueError(f'{where} holds a checkpoint of another network ({text}); use another '
+                     '--workdir or the matching config. Nothing was changed.')
+  saved_batch = meta.get('train', {}).get('batch_size')
+  if saved_batch is not None and saved_batch != config.train.batch_size:
+    raise ValueError(f'{where} was trained with config.train.batch_size={saved_batch}, not '
+                     f'{config.train.batch_size}: the data position would not resume. Nothing was '
+                     'changed.')
+
+
+def restore_checkpoint(mngr, config, state: train_lib.TrainState) -> train_lib.TrainState:
+  """Restores the latest checkpoint onto `state`'s shapes and shardings (state is consumed)."""
+  step = mngr.latest_step()
+  abstract = lambda tree: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      params=ocp.args.StandardRestore(abstract(state.params)),
+      opt_state=ocp.args.StandardRestore(abstract(state.opt_state)),
+      meta=ocp.args.JsonRestore()))
+  meta = restored['meta']
+  replicated = jax.sharding.NamedSharding(jax.tree_util.tree_leaves(state.params)[0].sharding.mesh,
+                                          jax.sharding.PartitionSpec())
+  scalar = lambda v: jax.device_put(jnp.asarray(v, jnp.int32), replicated)
+  return train_lib.TrainState(
+      step=scalar(meta['data_step']), params=restored['params'], opt_state=restored['opt_state'],
+      bad_steps=scalar(meta.get('bad_steps', 0)), skipped=scalar(meta.get('skipped', 0)))
+
+
+def latest_meta(mngr) -> dict | None:
+  step = mngr.latest_step()
+  if step is None:
+    return None
+  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps (save, then exit cleanly)."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _flatten(d: dict, prefix: str = '') -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v if isinstance(v, (int, float, str, bool)) else str(v)
+  return out
+
+
+def _summarise(history: list[dict]) -> dict[str, float]:
+  """Means of the logged training metrics; the per-step terms become pix_t0.. / detail_t0..."""
+  h = jax.device_get(history)
+  finite = [m for m in h if m['finite']]
+  out = {'train/skipped_in_window': float(len(h) - len(finite))}
+  if not finite:
+    return out
+  out['train/loss'] = float(np.mean([m['loss'] for m in finite]))
+  out['train/grad_norm'] = float(np.mean([m['grad_norm'] for m in finite]))
+  for key in ('pix', 'detail'):
+    terms = np.mean([m[key] for m in finite], axis=0)
+    for t, v in enumerate(terms):
+      out[f'train/{key}_t{t}'] = float(v)
+  return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
+  """Trains (resuming from `workdir` if it holds checkpoints); returns the final host state."""
+  from dssr_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (tf.data)
+  from dssr_jax import validation  # pylint: disable=g-import-not-at-top
+
+  check_config(config)
+  workdir = pathlib.Path(workdir).absolute()
+  tc = config.train
+  mesh = train_lib.create_mesh()
+  local_batch = train_lib.check_batch_size(tc.batch_size, mesh)
+
+  mngr = create_checkpoint_manager(workdir, tc.keep_checkpoints)
+  meta = latest_meta(mngr)
+  if meta is not None:
+    _check_compatible(meta, config, workdir)
+
+  model, tx, state = train_lib.create_train_state(config, mesh, INIT_PATCH)
+  if meta is not None:
+    state = restore_checkpoint(mngr, config, state)
+    logging.info('Resumed from checkpoint at step %d', int(state.step))
+  step = int(state.step)
+
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+  if step == 0:
+    writer.write_hparams(_flatten(config.to_dict()))
+
+  val = validation.Validator(config, mesh) if tc.val_dir else None
+  train_step = train_lib.make_train_step(model, tx, mesh, state, tc.alpha)
+  ds = input_pipeline.create_train_dataset(
+      config.data, scale=config.model.scale, batch_size=local_batch, seed=tc.seed,
+      start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
+  batches = iter(ds.as_numpy_iterator())
+
+  hooks = [periodic_actions.ReportProgress(num_train_steps=tc.num_steps, writer=writer,
+                                           every_steps=tc.log_every)]
+  if tc.profile_steps > 0 and jax.process_index() == 0:
+    hooks.append(periodic_actions.Profile(num_profile_steps=tc.profile_steps, logdir=str(workdir),
+                                          first_profile=step + 5))
+
+  def checkpoint(state):
+    metrics = None
+    if val is not None:
+      scores = val.run(state.params, writer, int(state.step))
+      metrics = {'val_psnr': scores['val/psnr']}
+    saved = save_checkpoint(mngr, config, state, metrics)
+    logging.info('Saved checkpoint at step %d in %s', saved, workdir / 'checkpoints')
+
+  history, pending = [], None
+  stop = None
+  with _StopSignal() as stop_signal:
+    while step < tc.num_steps:
+      batch = train_lib.global_batch(next(batches), mesh)
+      state, metrics = train_step(state, batch)
+      step += 1
+      history.append(metrics)
+      # The counter of the previous step is read while this one runs: no stall on the device.
+      if pending is not None:
+        _check_bad(pending, step - 1, tc.max_bad_steps)
+      pending = metrics
+      for hook in hooks:
+        hook(step)
+      if step % tc.log_every == 0 or step == tc.num_steps:
+        writer.write_scalars(step, _summarise(history))
+        history = []
+      if step % tc.checkpoint_every == 0 and step < tc.num_steps:
+        checkpoint(state)
+      if stop_signal.received:
+        stop = stop_signal.received
+        break
+    if pending is not None:
+      _check_bad(pending, step, tc.max_bad_steps)
+    if stop:
+      saved = save_checkpoint(mngr, config, state)
+      logging.info('%s received: saved checkpoint at step %d; exiting.', stop, saved)
+    else:
+      checkpoint(state)
+  writer.flush()
+  writer.close()
+  mngr.close()
+  if not stop and tc.final_report and jax.process_index() == 0:
+    from dssr_jax import demo_report  # pylint: disable=g-import-not-at-top
+    demo_report.report(config, state.params, workdir)
+  return {'step': step, 'params': jax.device_get(state.params), 'stopped_by': stop}
+
+
+def _check_bad(metrics: dict, step: int, limit: int) -> None:
+  bad = int(metrics['bad_steps'])
+  if bad:
+    logging.warning('step %d: non-finite loss or gradient, update skipped (%d in a row)', step, bad)
+  if bad >= limit:
+    raise BadStepsError(f'{bad} consecutive steps (up to step {step}) had a non-finite loss or '
+                        f'gradient; stopping (config.train.max_bad_steps={limit}). The last '
+                        'checkpoint holds the last good state.')

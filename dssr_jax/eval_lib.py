@@ -56,7 +56,7 @@ def bicubic_sr_fn(scale: int) -> infer.SRFn:
   from dssr_jax import imresize  # pylint: disable=g-import-not-at-top
 
   def fn(lr: np.ndarray) -> dict[str, np.ndarray]:
-    return {'sr': np.stack([imresize.imresize(x.astype(np.float64), scale) for x in lr])}
+    return {'sr': np.stack([imresize.imresize(np.asarray(x, np.float64), scale) for x in lr])}
 
   return fn
 
@@ -88,7 +88,7 @@ def load_records(data_dir: os.PathLike | str, dataset: str, scale: int, setting:
   if setting == 'div2krk':
     if scale not in DIV2KRK_SCALES:
       raise ValueError(f'DIV2KRK exists at scales {DIV2KRK_SCALES}, not x{scale}')
-    return testsets.div2krk(d, scale), None
+    return testsets.div2krk(d, scale), len(imageio.list_images(d / 'gt'))
   raise ValueError(f'--setting must be one of {SETTINGS}, got {setting!r}')
 
 
@@ -119,7 +119,9 @@ def score_records(records: Iterable[Any], sr_fn: infer.SRFn, scale: int, options
   """Runs sr_fn on every record's LR and averages the scores (the mean over images x kernels)."""
   images = []
   for rec in records:
-    lr = np.asarray(rec.lr, np.float32)[None] / np.float32(255)
+    # float64 for the bicubic baseline's sake; the network casts to float32 (the same values as
+    # uint8 / 255 computed in float32, for all 256 levels).
+    lr = np.asarray(rec.lr, np.float64)[None] / 255.0
     out = infer.tiled_apply(sr_fn, lr, scale, options.tile, options.overlap)
     out = {k: (v[:, 0] if k in ('steps', 'details') else v[0]) for k, v in out.items()}
     row = {'name': rec.name, 'sigma': None if rec.sigma is None else float(rec.sigma)}

@@ -225,7 +225,7 @@ def tiled_apply(fn: SRFn, lr: Array, scale: int, tile: int, overlap: int,
     progress: called with the number of tiles done after each tile (e.g. a tqdm update).
 
   Returns:
-    fn's pytree for the whole image, float32 numpy.
+    fn's pytree for the whole image, numpy (float32, or float64 where fn gives float64).
   """
   lr = np.asarray(lr)
   if lr.ndim != 4:
@@ -234,7 +234,7 @@ def tiled_apply(fn: SRFn, lr: Array, scale: int, tile: int, overlap: int,
     raise ValueError(f'tile ({tile}) and overlap ({overlap}) must be >= 0')
   _, h, w, _ = lr.shape
   if tile == 0 or (tile >= h and tile >= w):
-    return jax.tree_util.tree_map(lambda y: np.asarray(y, np.float32), fn(lr))
+    return jax.tree_util.tree_map(np.asarray, fn(lr))
   if overlap >= tile:
     raise ValueError(f'overlap ({overlap}) must be smaller than tile ({tile})')
   th, tw = min(tile, h), min(tile, w)
@@ -249,13 +249,13 @@ def tiled_apply(fn: SRFn, lr: Array, scale: int, tile: int, overlap: int,
       leaves, td = jax.tree_util.tree_flatten(fn(lr[:, y0:y0 + th, x0:x0 + tw]))
       if acc is None:
         treedef = td
-        acc = [np.zeros(l.shape[:-3] + (h * scale, w * scale, l.shape[-1]), np.float32)
-               for l in leaves]
+        acc = [np.zeros(l.shape[:-3] + (h * scale, w * scale, l.shape[-1]),
+                        np.promote_types(np.asarray(l).dtype, np.float32)) for l in leaves]
         wsum = np.zeros((h * scale, w * scale, 1), np.float32)
       sy = slice(y0 * scale, (y0 + th) * scale)
       sx = slice(x0 * scale, (x0 + tw) * scale)
       for a, l in zip(acc, leaves):
-        l = np.asarray(l, np.float32)
+        l = np.asarray(l)
         if l.shape[-3:-1] != (th * scale, tw * scale):
           raise ValueError(f'tiled_apply: fn returned spatial shape {l.shape[-3:-1]} for a '
                            f'{th}x{tw} tile, expected {(th * scale, tw * scale)} at scale {scale}')

@@ -1,0 +1,227 @@
+"""eval: protocol numbers against independent computations, report files, end to end, errors."""
+
+import csv
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from dssr_jax import checkpoint
+from dssr_jax import eval_lib
+from dssr_jax import imageio
+from dssr_jax import imresize
+from dssr_jax import metrics
+from dssr_jax import model as model_lib
+
+REPO = __import__('pathlib').Path(__file__).resolve().parent.parent
+TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
+
+
+@dataclasses.dataclass
+class Rec:
+  name: str
+  sigma: float | None
+  hr: np.ndarray
+  lr: np.ndarray
+  grey: bool = False
+
+
+def _q(x):
+  return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def _random_params(model, seed=0):
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, 8, 8, 3), np.float32))['params']
+  rng = np.random.default_rng(seed)
+
+  def draw(x):
+    bound = 1 / np.sqrt(int(np.prod(x.shape[:-1])) if len(x.shape) > 1 else x.shape[0])
+    return rng.uniform(-bound, bound, x.shape).astype(np.float32)
+
+  return jax.tree_util.tree_map(draw, shapes)
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory):
+  d = tmp_path_factory.mktemp('tiny')
+  checkpoint.save_params(d, _random_params(model_lib.DSSR(**TINY)), TINY, step=1)
+  return d
+
+
+@pytest.fixture(scope='module')
+def small_data(benchmark_dir, tmp_path_factory):
+  """A data_dir with one tiny dataset: 24x24 crops of two Set5 images."""
+  d = tmp_path_factory.mktemp('data')
+  (d / 'Tiny').mkdir()
+  for name in ('baby', 'bird'):
+    hr = imageio.read_image(benchmark_dir / 'Set5' / f'{name}.png')
+    imageio.write_png(d / 'Tiny' / f'{name}.png', hr[100:124, 100:124])
+  return d
+
+
+def test_bicubic_reproduces_the_protocol_anchors(benchmark_dir):
+  # DESIGN.md section 4: MATLAB-bicubic down then up, no blur, on the shipped Set5: 33.68 dB (x2)
+  # and 28.43 dB (x4). The records are built here from imresize alone, not by testsets.
+  for scale, anchor in ((2, 33.68), (4, 28.43)):
+    recs = []
+    for path in imageio.list_images(benchmark_dir / 'Set5'):
+      hr = imageio.read_image(path)
+      hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
+      recs.append(Rec(path.stem, None, hr, _q(imresize.imresize(hr / 255.0, 1 / scale))))
+    got = eval_lib.score_records(recs, eval_lib.bicubic_sr_fn(scale), scale,
+                                 eval_lib.EvalOptions())
+    assert got['num_images'] == 5 and got['per_step_psnr'] == []
+    assert abs(got['psnr'] - anchor) < 0.006, (scale, got['psnr'])
+
+
+def test_score_image_per_step_numbers():
+  rng = np.random.default_rng(0)
+  hr = (rng.random((20, 20, 3)) * 255).astype(np.uint8)
+  truth = hr / 255.0
+  steps = np.stack([truth + 0.1, truth - 0.02, truth + 0.0])  # step 1 worst, step 3 exact
+  row = eval_lib.score_image({'sr': steps.mean(0), 'steps': steps}, hr, 2, False)
+  by_hand = [metrics.psnr_y(_q(s), hr, 2) for s in steps]
+  assert row['per_step_psnr'] == by_hand and math.isinf(by_hand[2])
+  means = [metrics.psnr_y(_q(steps[:t].mean(0)), hr, 2) for t in (1, 2, 3)]
+  np.testing.assert_allclose(row['per_step_mean_psnr'], means)
+  assert row['psnr'] == pytest.approx(means[2])
+
+
+def _report():
+  imgs = [{'name': 'a', 'sigma': 0.8, 'psnr': 30.0, 'ssim': 0.9,
+           'per_step_psnr': [29.0, 30.5], 'per_step_mean_psnr': [29.0, 30.0]},
+          {'name': 'b', 'sigma': 1.6, 'psnr': float('inf'), 'ssim': 1.0,
+           'per_step_psnr': [31.0, 32.5], 'per_step_mean_psnr': [31.0, 32.0]}]
+  res = [{'dataset': 'Set5', 'scale': 2, 'setting': 'gaussian8', 'method': 'dssr', 'psnr': 37.456,
+          'ssim': 0.95291, 'per_step_psnr': [30.0, 31.5], 'per_step_mean_psnr': [30.0, 31.0],
+          'images': imgs},
+         {'dataset': 'Set14', 'scale': 2, 'setting': 'gaussian8', 'method': 'dssr', 'psnr': 33.1,
+          'ssim': 0.91, 'per_step_psnr': [], 'per_step_mean_psnr': [], 'images': []}]
+  return {'results': res, 'run': {'method': 'dssr', 'setting': 'gaussian8'}}
+
+
+def test_tables_json_and_csv(tmp_path):
+  report = _report()
+  assert eval_lib.markdown_table(report).splitlines() == [
+      '| Method | Scale | Set5 | Set14 |', '|---|---|---|---|',
+      '| dssr | x2 | 37.46 / 0.9529 | 33.10 / 0.9100 |']
+  steps = eval_lib.per_step_table(report).splitlines()
+  assert steps[2] == '| Set5 | x2 | step t output | 30.00 | 31.50 |'
+  assert steps[3] == '| Set5 | x2 | mean of steps 1..t | 30.00 | 31.00 |'
+  json_path, csv_path = eval_lib.write_report(report, tmp_path / 'r.json')
+  assert csv_path == tmp_path / 'r.csv'
+  back = json.loads(json_path.read_text())
+  r0 = back['results'][0]
+  assert {'dataset', 'scale', 'setting', 'method', 'psnr', 'ssim', 'per_step_psnr',
+          'images'} <= set(r0)
+  assert set(r0['images'][0]) >= {'name', 'sigma', 'psnr', 'ssim'}
+  assert r0['images'][1]['psnr'] is None  # inf is not JSON
+  rows = list(csv.DictReader(csv_path.open()))
+  assert [r['name'] for r in rows] == ['a', 'b', '(mean)', '(mean)']
+  assert rows[0]['psnr_step2'] == '30.500000' and rows[2]['psnr_mean_steps1to2'] == '31.000000'
+  with pytest.raises(FileExistsError, match='--overwrite'):
+    eval_lib.write_report(report, json_path)
+  eval_lib.write_report(report, json_path, overwrite=True)
+  with pytest.raises(ValueError, match='.json'):
+    eval_lib.write_report(report, tmp_path / 'r.txt')
+
+
+def test_clear_errors(tiny_ckpt, small_data, tmp_path):
+  opts = eval_lib.EvalOptions()
+  with pytest.raises(FileNotFoundError, match=r"Set5.*does not exist.*\['Tiny'\]"):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Set5'], scales=[2], options=opts,
+                      method='bicubic')
+  with pytest.raises(FileNotFoundError, match='not a folder'):
+    eval_lib.evaluate(data_dir=tmp_path / 'no', datasets=['Tiny'], scales=[2], options=opts)
+  with pytest.raises(ValueError, match=r'trained at x2, but --scales asks for x3'):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=[2, 3], options=opts,
+                      checkpoint=tiny_ckpt)
+  with pytest.raises(ValueError, match=r'channels=128 \(checkpoint has 8\)'):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=None, options=opts,
+                      checkpoint=tiny_ckpt, model_config=dict(TINY, scale=4, channels=128))
+  with pytest.raises(ValueError, match='needs a checkpoint'):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=[2], options=opts)
+  with pytest.raises(ValueError, match='--scales is required'):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=None, options=opts,
+                      method='bicubic')
+  with pytest.raises(ValueError, match='DIV2KRK exists at scales'):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=[3], method='bicubic',
+                      options=eval_lib.EvalOptions(setting='div2krk'))
+
+
+def test_bicubic_gaussian8_set5_x2_matches_an_independent_computation(benchmark_dir, tmp_path):
+  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+  report = eval_lib.evaluate(data_dir=benchmark_dir, datasets=['Set5'], scales=[2],
+                             options=eval_lib.EvalOptions(), method='bicubic',
+                             cache_dir=tmp_path, show_progress=False)
+  (res,) = report['results']
+  assert (res['dataset'], res['scale'], res['setting'], res['method']) == (
+      'Set5', 2, 'gaussian8', 'bicubic')
+  by_hand = []
+  for rec in testsets.gaussian8(benchmark_dir / 'Set5', 2):
+    sr = _q(imresize.imresize(rec.lr / 255.0, 2))
+    by_hand.append((rec.name, rec.sigma, metrics.psnr_y(sr, rec.hr, 2),
+                    metrics.ssim_y(sr, rec.hr, 2)))
+  assert len(res['images']) == len(by_hand) == 40
+  for img, (name, sigma, psnr, ssim) in zip(res['images'], by_hand):
+    assert (img['name'], img['sigma']) == (name, sigma)
+    assert img['psnr'] == pytest.approx(psnr, abs=1e-9)
+    assert img['ssim'] == pytest.approx(ssim, abs=1e-12)
+  assert res['psnr'] == pytest.approx(np.mean([r[2] for r in by_hand]), abs=1e-9)
+  assert res['ssim'] == pytest.approx(np.mean([r[3] for r in by_hand]), abs=1e-12)
+  # Blur makes it harder than the no-blur anchor (33.68 dB), more so for wider kernels.
+  assert 26 < res['psnr'] < 33.68
+  psnr_by_sigma = [np.mean([i['psnr'] for i in res['images'] if i['sigma'] == s])
+                   for s in sorted({i['sigma'] for i in res['images']})]
+  assert np.all(np.diff(psnr_by_sigma) < 0)
+
+
+@pytest.fixture(scope='module')
+def fixture_ckpt(fixtures_dir, tmp_path_factory):
+  """The authors' fixture network (converted) saved as a dssr-jax checkpoint."""
+  from dssr_jax import convert  # pylint: disable=g-import-not-at-top
+  z = np.load(fixtures_dir / 'official_dssr_x2_small.npz')
+  cfg = {k: int(z[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps')}
+  sd = {k[len('sd/'):]: z[k] for k in z.files if k.startswith('sd/')}
+  params = convert.torch_to_flax(sd, model_lib.DSSR(**cfg))
+  d = tmp_path_factory.mktemp('fixture_ckpt')
+  checkpoint.save_params(d, params, cfg, step=0)
+  return d, cfg, params
+
+
+def test_eval_end_to_end_on_the_fixture_weights(fixture_ckpt, small_data, tmp_path):
+  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+  ckpt, cfg, params = fixture_ckpt
+  out = tmp_path / 'fixture.json'
+  cmd = [sys.executable, str(REPO / 'eval.py'), f'--checkpoint={ckpt}', f'--data_dir={small_data}',
+         '--datasets=Tiny', '--scales=2', f'--output={out}', f'--jax_cache_dir={tmp_path / "xla"}',
+         f'--cache_dir={tmp_path / "lr"}']
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert '| dssr | x2 |' in proc.stdout and 'Per-step PSNR' in proc.stdout
+  report = json.loads(out.read_text())
+  (res,) = report['results']
+  assert report['run']['step'] == 0 and report['run']['model'] == cfg
+  assert len(res['images']) == 16 and len(res['per_step_psnr']) == cfg['num_steps']
+  assert (tmp_path / 'fixture.csv').is_file()
+  # One record scored independently: the network applied directly, then the metrics.
+  rec = next(iter(testsets.gaussian8(small_data / 'Tiny', 2)))
+  direct = model_lib.DSSR(**cfg).apply({'params': params}, rec.lr[None] / np.float32(255))
+  img = res['images'][0]
+  assert (img['name'], img['sigma']) == (rec.name, rec.sigma)
+  assert img['psnr'] == pytest.approx(metrics.psnr_y(_q(np.asarray(direct['sr'][0])), rec.hr, 2),
+                                      abs=1e-6)
+  step2 = metrics.psnr_y(_q(np.asarray(direct['steps'][1, 0])), rec.hr, 2)
+  assert img['per_step_psnr'][1] == pytest.approx(step2, abs=1e-6)
+  # The mean of all T step outputs is the network's output.
+  assert res['per_step_mean_psnr'][-1] == pytest.approx(res['psnr'], abs=0.01)
+  # Same command again: the results file is not replaced without --overwrite.
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+  assert proc.returncode == 2 and 'already exists' in proc.stderr

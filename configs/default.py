@@ -62,8 +62,37 @@ def get_train_config() -> ml_collections.ConfigDict:
   return t
 
 
+def get_data_config() -> ml_collections.ConfigDict:
+  """Training data and its on-the-fly degradation (DESIGN.md sections 2-3; dssr_jax/input_pipeline)."""
+  d = ml_collections.ConfigDict()
+  # Where HR images come from: 'embedded' (the photos in the scikit-image wheel, no download;
+  # demo/tests), 'folders' (image files under `folders`, recursive) or 'tfds' (a TFDS dataset
+  # prepared in array_record format, read with random access).
+  d.source = 'embedded'
+  d.embedded_holdout = True  # Leave input_pipeline.EMBEDDED_HOLDOUT out of embedded training.
+  # One or more folders, mixed (e.g. ('DIV2K_train_HR', 'Flickr2K_HR') for the paper). A missing
+  # folder is an error naming it.
+  d.folders = ()
+  d.tfds_name = 'div2k/bicubic_x2'  # DIV2K; its 'hr' images are the same at every bicubic_xN.
+  d.tfds_split = 'train'
+  d.tfds_data_dir = ''  # '' = TFDS's default data dir.
+  d.tfds_image_key = 'hr'
+  d.patch_size = 64  # LR patch side; the HR crop is patch_size * scale.
+  # 'iso': 21x21 isotropic Gaussian + MATLAB bicubic down (paper's main setting); 'aniso': the
+  # KernelGAN/DIV2KRK anisotropic kernels + subsampling (x2, x4 only).
+  d.degradation = 'iso'
+  # Isotropic sigma range (lo, hi); None -> the scale's training range (0.2 to 2.0/3.0/4.0).
+  d.sigma_range = None
+  d.noise_std = 0.0  # Std of additive Gaussian noise on the LR, on the [0, 1] scale (paper: 0).
+  d.shuffle = True  # A new permutation of the images each epoch (False: images in order).
+  d.num_parallel_calls = -1  # Examples decoded/degraded in parallel (-1: tf.data AUTOTUNE).
+  d.prefetch = 2  # Batches prefetched (-1: AUTOTUNE, 0: none).
+  return d
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model = get_model_config()
   config.train = get_train_config()
+  config.data = get_data_config()
   return config

@@ -1,0 +1,81 @@
+"""Figures: the numbers behind them, and the command writing each figure."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dssr_jax import checkpoint
+from dssr_jax import model as model_lib
+from dssr_jax import plots
+from dssr_jax import resize
+
+TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=3)
+
+
+def _is_png(path, min_size=(200, 100)):
+  with Image.open(path) as im:
+    return im.format == 'PNG' and im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
+
+
+def test_bicubic_helper_is_pytorch_bicubic():
+  x = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
+  want = np.asarray(resize.torch_bicubic_up(jnp.asarray(x)[None], 2))[0]
+  np.testing.assert_allclose(plots.torch_bicubic_up(x, 2), want, atol=1e-6)
+
+
+def test_detail_stats_by_hand():
+  rng = np.random.default_rng(1)
+  hr = (rng.random((8, 10, 3)) * 255).astype(np.uint8)
+  lr = (rng.random((4, 5, 3)) * 255).astype(np.uint8)
+  true = hr / 255.0 - plots.torch_bicubic_up(lr / 255.0, 2)
+  details = np.stack([np.zeros_like(true), true, true + 0.25])
+  s = plots.detail_stats(details, hr, lr, 2)
+  np.testing.assert_allclose(s['l1_to_true'], [np.abs(true).mean(), 0, 0.25], atol=1e-6)
+  np.testing.assert_allclose(s['mean_abs'], [0, np.abs(true).mean(), np.abs(true + 0.25).mean()],
+                             atol=1e-6)
+
+
+def test_per_step_figure(tmp_path):
+  report = {'results': [{'dataset': 'Set5', 'scale': 2, 'setting': 'gaussian8', 'method': 'dssr',
+                         'per_step_psnr': [30.1, 30.8, 31.0], 'per_step_mean_psnr': [30.1, 30.6, 30.9]}]}
+  (tmp_path / 'r.json').write_text(json.dumps(report))
+  assert plots.main(['steps', f'--report={tmp_path / "r.json"}', f'--out={tmp_path / "s.png"}']) == 0
+  assert _is_png(tmp_path / 's.png')
+  with pytest.raises(ValueError, match='no per-step PSNR'):
+    plots.plot_per_step_psnr({'results': [{'per_step_psnr': []}]}, tmp_path / 'x.png')
+
+
+@pytest.fixture(scope='module')
+def tiny_ckpt(tmp_path_factory):
+  model = model_lib.DSSR(**TINY)
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, 8, 8, 3), np.float32))['params']
+  rng = np.random.default_rng(0)
+  params = jax.tree_util.tree_map(
+      lambda x: rng.uniform(-0.1, 0.1, x.shape).astype(np.float32), shapes)
+  d = tmp_path_factory.mktemp('tiny')
+  checkpoint.save_params(d, params, TINY)
+  return d
+
+
+def test_details_and_crops_commands(tiny_ckpt, tmp_path):
+  hr = (np.random.default_rng(2).random((30, 34, 3)) * 255).astype(np.uint8)
+  Image.fromarray(hr).save(tmp_path / 'hr.png')
+  Image.fromarray(hr[::-1]).save(tmp_path / 'hr2.png')
+  assert plots.main(['details', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
+                     f'--hr={tmp_path / "hr2.png"}', '--sigma=1.2',
+                     f'--out={tmp_path / "d.png"}']) == 0
+  assert _is_png(tmp_path / 'd.png')
+  assert plots.main(['crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
+                     '--sigma=1.2', '--box=4,6,20', f'--out={tmp_path / "c.png"}']) == 0
+  assert _is_png(tmp_path / 'c.png')
+  with pytest.raises(ValueError, match='does not fit'):
+    plots.main(['crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
+                '--sigma=1.2', '--box=20,20,20', f'--out={tmp_path / "c2.png"}'])
+  with pytest.raises(SystemExit):
+    plots.main(['crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
+                '--sigma=1.2', '--box=4,6', f'--out={tmp_path / "c3.png"}'])

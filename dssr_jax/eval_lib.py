@@ -206,7 +206,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
     loaded = infer.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
-    fn = infer.make_sr_fn(loaded)
+    fn = infer.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
   results = []

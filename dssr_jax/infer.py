@@ -113,13 +113,20 @@ def load_model(path: os.PathLike | str, step: int | None = None,
   return LoadedModel(model=model, params=params, config=config, step=step, path=str(path))
 
 
-def make_sr_fn(loaded: LoadedModel) -> SRFn:
+def make_sr_fn(loaded: LoadedModel, outputs: Sequence[str] = ('sr', 'steps', 'details')) -> SRFn:
   """A numpy-in, numpy-out forward pass; one compilation per input shape, reused after that.
+
+  Args:
+    loaded: the network and its weights.
+    outputs: which of DSSR's outputs to bring back to the host ('sr' alone saves the transfer
+      and the host memory of the T step images when they are not needed).
 
   The weights are an argument of the jitted function, not a closure constant, so compiling does
   not fold 8M parameters into the program.
   """
-  apply = jax.jit(lambda p, x: loaded.model.apply({'params': p}, x))
+  outputs = tuple(outputs)
+  apply = jax.jit(lambda p, x: {k: v for k, v in loaded.model.apply({'params': p}, x).items()
+                                if k in outputs})
   params = jax.device_put(loaded.params)
 
   def fn(lr: Array) -> dict[str, Array]:
@@ -532,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   requested = {'dtype': args.dtype} if args.dtype else None
   loaded = load_model(args.checkpoint, args.step, requested)
   scale = int(loaded.config['scale'])
-  sr_fn = make_sr_fn(loaded)
+  sr_fn = make_sr_fn(loaded, ('sr', 'details') if args.save_details else ('sr',))
   if args.self_ensemble:
     sr_fn = self_ensemble(sr_fn)
   out_dir = pathlib.Path(args.out)

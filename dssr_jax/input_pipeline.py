@@ -285,8 +285,10 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
     hr = tf.cast(tf.ensure_shape(hr, [hr_patch, hr_patch, 3]), tf.float32) / 255.0
     s_kernel, s_noise = tf.unstack(tf.random.experimental.stateless_split(
         tf.stack([tf.constant(seed, tf.int64), g]), 2))
-    kernel = degrade.sample_kernel_tf(s_kernel, scale, degradation, sigma_range)
-    lr = degrade.downsample_tf(degrade.blur_tf(hr, kernel), scale, degradation)
+    if degradation == 'iso':
+      lr = degrade.iso_degrade_tf(hr, degrade.sample_sigma_tf(s_kernel, scale, sigma_range), scale)
+    else:
+      lr = degrade.aniso_degrade_tf(hr, degrade.sample_kernel_tf(s_kernel, scale, 'aniso'), scale)
     if noise_std > 0:
       lr += noise_std * tf.random.stateless_normal(tf.shape(lr), s_noise)
     lr = tf.ensure_shape(degrade.quantize_tf(lr), [p, p, 3])

@@ -63,6 +63,16 @@ def test_blur_matches_explicit_reflect_correlation():
                              0.3, atol=1e-12)
 
 
+def test_blur_matrix_is_reflect_correlation():
+  g = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+  x = np.random.default_rng(2).random(7)
+  want = [np.dot(g, np.pad(x, 2, mode='reflect')[i:i + 5]) for i in range(7)]
+  np.testing.assert_allclose(degrade.blur_matrix(g, 7) @ x, want, atol=1e-12)
+  hr = np.random.default_rng(3).random((30, 36, 3))  # non-square: one matrix per axis
+  np.testing.assert_allclose(degrade.iso_degrade_tf(hr, 1.1, 3).numpy(),
+                             degrade.degrade(hr, degrade.isotropic_kernel(1.1), 3), atol=1e-5)
+
+
 def test_downsample():
   img = np.random.default_rng(1).random((12, 16, 3))
   np.testing.assert_array_equal(degrade.downsample(img, 4, 'aniso'), img[::4, ::4])
@@ -94,6 +104,12 @@ def test_numpy_and_tf_agree(scale, degradation):
   np.testing.assert_allclose(lr_tf, lr_np, atol=1e-5)
   np.testing.assert_array_equal(
       np.round(degrade.quantize_tf(lr_tf).numpy() * 255), degrade.quantize(lr_tf))
+  # The fused training-path versions compute the same sums.
+  if degradation == 'iso':
+    fused = degrade.iso_degrade_tf(hr, sigma, scale)
+  else:
+    fused = degrade.aniso_degrade_tf(hr, k_np, scale)
+  np.testing.assert_allclose(fused.numpy(), lr_np, atol=1e-5)
 
 
 def test_sampling_laws_and_determinism():

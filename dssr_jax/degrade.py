@@ -352,22 +352,19 @@ def blur_matrix(g: np.ndarray, n: int) -> np.ndarray:
   r = len(g) // 2
   if n <= r:
     raise ValueError(f'blur_matrix: length {n} too small for reflect padding by {r}')
-  idx = np.arange(n)[:, None] + np.arange(-r, r + 1)[None, :]
-  idx = np.where(idx < 0, -idx, idx)
-  idx = np.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+  taps = _reflect_taps(n, len(g))
   m = np.zeros((n, n))
-  np.add.at(m, (np.repeat(np.arange(n), len(g)), idx.ravel()), np.tile(g, n))
+  np.add.at(m, (taps[:, 0], taps[:, 1]), np.tile(g, n))
   return m
 
 
-def _reflect_onehots(n: int, size: int) -> np.ndarray:
-  """[size, n, n]: tap t of row i reads column reflect(i + t - size // 2)."""
-  out = np.zeros((size, n, n), np.float32)
-  for t in range(size):
-    g = np.zeros(size)
-    g[t] = 1.0
-    out[t] = blur_matrix(g, n)
-  return out
+def _reflect_taps(n: int, size: int) -> np.ndarray:
+  """[n * size, 2] (row, column) pairs: tap t of row i reads column reflect(i + t - size // 2)."""
+  r = size // 2
+  idx = np.arange(n)[:, None] + np.arange(-r, r + 1)[None, :]
+  idx = np.where(idx < 0, -idx, idx)
+  idx = np.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+  return np.stack([np.repeat(np.arange(n), size), idx.ravel()], axis=1)
 
 
 def iso_degrade_tf(hr, sigma, scale: int, size: int = ISO_SIZE):
@@ -390,7 +387,10 @@ def iso_degrade_tf(hr, sigma, scale: int, size: int = ISO_SIZE):
   g = g / tf.reduce_sum(g)
 
   def axis_matrix(n):
-    blur_m = tf.einsum('t,tij->ij', g, tf.constant(_reflect_onehots(n, size)))
+    if n <= size // 2:
+      raise ValueError(f'iso_degrade_tf: size {n} too small for reflect padding by {size // 2}')
+    # scatter_nd sums the taps that reflection sends to the same column.
+    blur_m = tf.scatter_nd(tf.constant(_reflect_taps(n, size)), tf.tile(g, [n]), [n, n])
     down = tf.constant(imresize_lib.resize_matrix(n, 1.0 / scale), tf.float32)
     return down @ blur_m
 

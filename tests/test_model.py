@@ -1,0 +1,161 @@
+"""DSSR against the authors' network (fixture), parameter counts, scan vs unrolled, variants, errors."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dssr_jax import convert
+from dssr_jax import model as model_lib
+
+TINY = dict(channels=16, struct_blocks=1, recon_blocks=1, num_steps=2)
+
+
+def _nhwc(a):  # NCHW (or T-first TNCHW) -> NHWC
+  return np.moveaxis(a, -3, -1)
+
+
+@pytest.fixture(scope='module')
+def fixture(fixtures_dir):
+  z = np.load(fixtures_dir / 'official_dssr_x2_small.npz')
+  return {k: z[k] for k in z.files}
+
+
+def test_fixture_matches_authors_network(fixture):
+  cfg = {k: int(fixture[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks',
+                                      'num_steps')}
+  model = model_lib.DSSR(**cfg)
+  sd = {k[3:]: v for k, v in fixture.items() if k.startswith('sd/')}
+  params = convert.torch_to_flax(sd, model)
+  assert model_lib.param_count(params) == 3_294_086
+  out = jax.jit(model.apply)({'params': params}, jnp.asarray(_nhwc(fixture['input'])))
+  assert out['sr'].dtype == jnp.float32
+  np.testing.assert_allclose(out['sr'], _nhwc(fixture['output']), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(out['steps'], _nhwc(fixture['outs']), atol=1e-5, rtol=0)
+  np.testing.assert_allclose(out['details'], _nhwc(fixture['details']), atol=1e-5, rtol=0)
+
+
+def _shapes(model, h=8, w=8):
+  lr = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
+  return jax.eval_shape(model.init, jax.random.key(0), lr)['params']
+
+
+@pytest.mark.parametrize('scale,count', [(2, 8_311_942), (3, 9_344_774), (4, 8_902_278)])
+def test_paper_parameter_counts(scale, count):
+  for t in (4, 1):
+    assert model_lib.param_count(_shapes(model_lib.DSSR(scale, num_steps=t))) == count
+  # The paper-text reading adds exactly its LR detail conv (3 -> 128, 3x3).
+  paper = model_lib.param_count(_shapes(model_lib.DSSR(scale, paper_text=True)))
+  assert paper == count + 128 * 3 * 9 + 128
+
+
+def _random_params(model, seed=0, h=6, w=7):
+  """Params of PyTorch-init magnitude drawn in numpy: a jitted `init` of the whole network costs
+  ~20 s of XLA compilation (threefry per tensor) on 2 cores; init itself is tested in test_layers."""
+  rng = np.random.default_rng(seed)
+  flat = flax.traverse_util.flatten_dict(_shapes(model, h, w))
+  out = {}
+  for path, v in flat.items():
+    fan_in = int(np.prod(v.shape[:-1])) if len(v.shape) == 4 else v.shape[0]
+    out[path] = jnp.asarray(rng.uniform(-1, 1, v.shape) / np.sqrt(fan_in), jnp.float32)
+  return flax.traverse_util.unflatten_dict(out)
+
+
+@pytest.fixture(scope='module')
+def tiny_x2():
+  model = model_lib.DSSR(2, num_steps=3, channels=16, struct_blocks=1, recon_blocks=1)
+  lr = jnp.asarray(np.random.default_rng(1).random((2, 6, 7, 3)), jnp.float32)
+  return model, _random_params(model), lr
+
+
+def test_scan_equals_unrolled_loop_and_remat(tiny_x2):
+  model, params, lr = tiny_x2
+  ref = jax.jit(model.apply)({'params': params}, lr)
+  assert ref['steps'].shape == ref['details'].shape == (3, 2, 12, 14, 3)
+  np.testing.assert_allclose(ref['sr'], ref['steps'].mean(0), atol=1e-6)
+  # The steps differ: the carry really moves between them.
+  assert float(jnp.abs(ref['steps'][0] - ref['steps'][1]).max()) > 1e-4
+  for kw in (dict(unroll=True), dict(remat=True), dict(unroll=True, remat=True),
+             dict(up_impl='dilated', down_impl='space_to_depth')):
+    other = model.clone(**kw)
+    assert jax.tree_util.tree_structure(_shapes(other, 6, 7)) == \
+        jax.tree_util.tree_structure(params)
+    out = jax.jit(other.apply)({'params': params}, lr)
+    for k in ('sr', 'steps', 'details'):
+      np.testing.assert_allclose(out[k], ref[k], atol=1e-5, err_msg=f'{kw} {k}')
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs(tiny_x2):
+  model, params, lr = tiny_x2
+  ref = jax.jit(model.apply)({'params': params}, lr)
+  bf = model.clone(dtype='bfloat16')
+  p16 = jax.eval_shape(bf.init, jax.random.key(2), lr)['params']
+  assert all(v.dtype == jnp.float32 for v in jax.tree_util.tree_leaves(p16))
+  out = jax.jit(bf.apply)({'params': params}, lr)
+  assert all(v.dtype == jnp.float32 for v in out.values())
+  np.testing.assert_allclose(out['sr'], ref['sr'], atol=5e-2)
+
+
+@pytest.mark.parametrize('scale', [3, 4])
+def test_scales_3_and_4_shapes(scale):
+  model = model_lib.DSSR(scale, **TINY)
+  lr = jnp.full((1, 5, 6, 3), 0.5)
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], lr)
+  assert out['sr'].shape == (1, 5 * scale, 6 * scale, 3)
+  assert out['steps'].shape == out['details'].shape == (2, 1, 5 * scale, 6 * scale, 3)
+  tail = _shapes(model)['step']['UPNet']
+  assert sorted(tail) == (['conv_0', 'conv_2', 'conv_4'] if scale == 4 else ['conv_0', 'conv_2'])
+
+
+VARIANTS = [
+    (dict(modulation='affine'), {'conv2', 'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(modulation='none'), set(), {'conv2', 'spatial_trans1', 'spatial_trans2'}),
+    (dict(modulation='add'), {'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(modulation='concat'), {'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(modulation='channel_attention'), {'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(modulation='spatial_attention'), {'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(affine_on='hr'), {'conv2', 'spatial_trans1'}, {'spatial_trans2'}),
+    (dict(affine_on='lr'), {'conv2', 'spatial_trans2'}, {'spatial_trans1'}),
+    (dict(paper_text=True), {'conv2', 'conv2_lr'}, set()),
+]
+HEADS = {'affine': {'conv_gama', 'conv_beta'}, 'add': set(), 'concat': {'conv_fuse'},
+         'channel_attention': {'conv_squeeze', 'conv_excite'}, 'spatial_attention': {'conv_att'}}
+
+
+@pytest.mark.parametrize('kw,present,absent', VARIANTS, ids=lambda v: str(v))
+def test_variants_build_and_run(kw, present, absent):
+  model = model_lib.DSSR(2, **TINY, **kw)
+  lr = jnp.asarray(np.random.default_rng(0).random((1, 6, 5, 3)), jnp.float32)
+  params = _random_params(model, h=6, w=5)
+  out = jax.jit(model.apply)({'params': params}, lr)
+  step = params['step']
+  assert present <= set(step) and not absent & set(step)
+  mod = kw.get('modulation', 'affine')
+  if mod != 'none':
+    name = 'spatial_trans1' if 'spatial_trans1' in step else 'spatial_trans2'
+    trunk = {f'conv{i}' for i in range(1, 5)}
+    assert set(step[name]) == trunk | HEADS[mod]
+  assert out['sr'].shape == (1, 12, 10, 3)
+  assert out['steps'].shape == out['details'].shape == (2, 1, 12, 10, 3)
+  assert bool(jnp.all(jnp.isfinite(out['sr'])))
+
+
+def test_bad_inputs():
+  model = model_lib.DSSR(2, **TINY)
+  with pytest.raises(ValueError, match='rank 4'):
+    model.init(jax.random.key(0), jnp.zeros((6, 6, 3)))
+  with pytest.raises(ValueError, match='3 \\(RGB\\) channels'):
+    model.init(jax.random.key(0), jnp.zeros((1, 6, 6, 1)))
+  for field, value in (('scale', 5), ('modulation', 'film'), ('affine_on', 'neither'),
+                       ('dtype', 'float16'), ('num_steps', 0), ('channels', 0)):
+    kw = {**TINY, 'scale': 2, field: value}
+    with pytest.raises(ValueError, match=f'DSSR: {field} must be'):
+      model_lib.DSSR(**kw)
+
+
+def test_config_builds_model():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  cfg = default.get_model_config()
+  model = model_lib.DSSR(**cfg)
+  assert flax.traverse_util.flatten_dict(_shapes(model)) and model.scale == cfg.scale

@@ -202,3 +202,27 @@ def test_embedded_images_and_holdout(tmp_path):
   np.testing.assert_array_equal(imageio.read_image(paths[0]), images[paths[0].stem])
   b = _batches(default.get_data_config(), 1, batch_size=2, scale=4)[0]
   assert b['lr'].shape == (2, 64, 64, 3) and b['hr'].shape == (2, 256, 256, 3)
+
+
+def test_several_patches_per_decoded_image(folder):
+  source = input_pipeline.make_source(_config(folder))
+  calls = []
+  load = source.load
+  source.load = lambda i: calls.append(i) or load(i)
+  k, w = 4, 2
+  patches = input_pipeline.HRPatches(source, 16, seed=5, patches_per_image=k, image_window=w)
+  order = [patches.image_index(g) for g in range(3 * w * k)]
+  # Each block of w * k examples: k rounds over w different images.
+  for b in range(3):
+    block = order[b * w * k:(b + 1) * w * k]
+    assert block[:w] * k == block and len(set(block[:w])) == w
+  outs = [patches(g) for g in range(w * k)]
+  assert sorted(calls) == sorted(set(order[:w * k]))  # one decode per image
+  # The cache is invisible: a fresh instance, queried out of order, gives the same patches.
+  fresh = input_pipeline.HRPatches(source, 16, seed=5, patches_per_image=k, image_window=w)
+  for g in reversed(range(w * k)):
+    np.testing.assert_array_equal(fresh(g), outs[g])
+  c = _config(folder, patches_per_image=k, image_window=w, num_parallel_calls=4)
+  run, resumed = _batches(c, 4), _batches(c, 2, start_step=2)
+  for a, b in zip(run[2:], resumed):
+    np.testing.assert_array_equal(a['lr'], b['lr'])

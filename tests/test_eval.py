@@ -225,3 +225,44 @@ def test_eval_end_to_end_on_the_fixture_weights(fixture_ckpt, small_data, tmp_pa
   # Same command again: the results file is not replaced without --overwrite.
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
   assert proc.returncode == 2 and 'already exists' in proc.stderr
+
+
+def test_eval_on_a_checkpoint_written_by_training(small_data, tmp_path):
+  # A workdir from the real training loop (the smoke config: a tiny network, 2 steps on the
+  # embedded photos): its checkpoints hold the extra training items, and eval reads them by
+  # workdir (latest step) and by step.
+  from configs import smoke  # pylint: disable=g-import-not-at-top
+  from dssr_jax import train_loop  # pylint: disable=g-import-not-at-top
+  config = smoke.get_config()
+  config.train.update(num_steps=2, checkpoint_every=1, keep_checkpoints=2)
+  train_loop.train_and_evaluate(config, tmp_path / 'work')
+  assert sorted(p.name for p in (tmp_path / 'work' / 'checkpoints').iterdir()
+                if p.name.isdigit()) == ['1', '2']
+  options = eval_lib.EvalOptions(tile=8, overlap=4)  # tiled here: the same numbers, less memory
+  psnr = {}
+  for step in (None, 1):
+    report = eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=None,
+                               options=options, checkpoint=tmp_path / 'work', step=step,
+                               model_config=config.model.to_dict(), show_progress=False)
+    (res,) = report['results']
+    psnr[report['run']['step']] = res['psnr']
+    assert res['num_images'] == 16
+    assert len(res['per_step_psnr']) == config.model.num_steps
+    assert all(np.isfinite(i['psnr']) for i in res['images'])
+  assert set(psnr) == {1, 2}  # the latest by default, the asked one otherwise ...
+  assert psnr[1] != psnr[2]  # ... and their weights differ.
+
+
+def test_bicubic_on_the_div2krk_sample(benchmark_dir):
+  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+  report = eval_lib.evaluate(data_dir=benchmark_dir, datasets=['DIV2KRK_sample'], scales=[4],
+                             options=eval_lib.EvalOptions(setting='div2krk'), method='bicubic',
+                             show_progress=False)
+  (res,) = report['results']
+  assert res['setting'] == 'div2krk' and res['num_images'] == 4
+  rec = next(iter(testsets.div2krk(benchmark_dir / 'DIV2KRK_sample', 4)))
+  img = res['images'][0]
+  assert (img['name'], img['sigma']) == (rec.name, None)
+  sr = _q(imresize.imresize(rec.lr / 255.0, 4))
+  assert img['psnr'] == pytest.approx(metrics.psnr_y(sr, rec.hr, 4), abs=1e-9)
+  assert 18 < res['psnr'] < 35

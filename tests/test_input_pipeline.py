@@ -226,3 +226,24 @@ def test_several_patches_per_decoded_image(folder):
   run, resumed = _batches(c, 4), _batches(c, 2, start_step=2)
   for a, b in zip(run[2:], resumed):
     np.testing.assert_array_equal(a['lr'], b['lr'])
+
+
+def test_tfds_source_random_access(folder):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  rng = np.random.default_rng(9)
+  examples = [{'hr': rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)} for _ in range(2)]
+  examples.append({'hr': rng.integers(0, 256, (38, 38, 1), dtype=np.uint8)})  # grey, HxWx1
+  with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: examples):
+    c = _config(folder, source='tfds', tfds_name='div2k/bicubic_x2')
+    source = input_pipeline.make_source(c)
+    assert len(source.names) == 3
+    np.testing.assert_array_equal(source.load(0), examples[0]['hr'])
+    assert source.load(2).shape == (38, 38, 3)
+    b = _batches(c, 2)
+  assert b[1]['lr'].shape == (4, 8, 8, 3)
+  # The patch holds the pixels of a 16x16 window of one example (flips aside: compare as sets).
+  patch = np.sort(np.round(b[0]['hr'][0] * 255).astype(np.uint8).ravel())
+  windows = (np.repeat(e['hr'], 3 // e['hr'].shape[2], axis=2)[y:y + 16, x:x + 16]
+             for e in examples for y in range(e['hr'].shape[0] - 15)
+             for x in range(e['hr'].shape[1] - 15))
+  assert any(np.array_equal(patch, np.sort(w.ravel())) for w in windows)

@@ -12,6 +12,7 @@ numpy only (no tensorflow).
 """
 
 import dataclasses
+import hashlib
 import logging
 import math
 import pathlib
@@ -71,8 +72,9 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
   Args:
     hr_dir: folder of HR images (not recursive).
     scale: 2, 3 or 4.
-    cache_dir: optional folder; LR images are stored there as PNG (`gaussian8_x{s}/`) and read back
-      on later calls instead of being recomputed. Writes are atomic.
+    cache_dir: optional folder; LR images are stored there as PNG (`gaussian8_x{s}/`, named by the
+      HR file's stem, a hash of its pixels and sigma) and read back on later calls instead of
+      being recomputed. Writes are atomic.
 
   Raises:
     FileNotFoundError: `hr_dir` does not exist (named in the message).
@@ -85,10 +87,12 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
     hr, info = imageio.read_image(f, with_info=True)
     hr = modcrop(hr, scale)
     want_shape = (hr.shape[0] // scale, hr.shape[1] // scale, 3)
+    # The cache key includes the pixels, so an edited HR file never meets a stale LR.
+    digest = hashlib.sha1(hr.tobytes()).hexdigest()[:12] if cache is not None else ''
     for sigma in sigmas:
       lr = None
       if cache is not None:
-        cached = cache / f'{f.stem}_sigma{sigma:.4f}.png'
+        cached = cache / f'{f.stem}_{digest}_sigma{sigma:.4f}.png'
         if cached.is_file():
           try:
             lr = imageio.read_image(cached)

@@ -5,8 +5,8 @@ isotropic 21x21 kernels with sigma = linspace(lo, hi, 8) per scale, MATLAB bicub
 LR clipped and rounded to 8 bits. No randomness: the set is a pure function of the HR files.
 
 DIV2KRK (KernelGAN, DESIGN.md section 3 setting 2) in its public layout: `gt/img_N_gt.png`,
-`lr_x{2,4}/im_N.png`, `gt_k_x{2,4}/kernel_N.mat` (MATLAB key `Kernel`). `make_div2krk` writes a set of
-the same kind from any HR folder with a fixed seed.
+`lr_x{2,4}/im_N.png`, `gt_k_x{2,4}/kernel_N.mat` (MATLAB key `Kernel`). `make_div2krk` writes a
+set of the same kind from any HR folder with a fixed seed.
 
 numpy only (no tensorflow).
 """

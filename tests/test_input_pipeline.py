@@ -194,7 +194,8 @@ def test_embedded_images_and_holdout(tmp_path):
   images = input_pipeline.embedded_images()
   assert set(input_pipeline.EMBEDDED_HOLDOUT) <= set(images) and len(images) >= 12
   for img in images.values():
-    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 256
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    assert min(img.shape[:2]) >= 256
   source = input_pipeline.make_source(default.get_data_config())
   assert not set(source.names) & set(input_pipeline.EMBEDDED_HOLDOUT)
   assert len(source.names) == len(images) - len(input_pipeline.EMBEDDED_HOLDOUT)

@@ -52,7 +52,8 @@ def test_gaussian8_is_deterministic_and_cached(tmp_path):
   imageio.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
   edited = list(testsets.gaussian8(hr_dir, 3, cache_dir=tmp_path / 'cache'))
   assert not np.array_equal(edited[0].lr, first[0].lr)
-  np.testing.assert_array_equal(edited[0].lr, testsets.gaussian8_lr(edited[0].hr, edited[0].sigma, 3))
+  np.testing.assert_array_equal(edited[0].lr,
+                                testsets.gaussian8_lr(edited[0].hr, edited[0].sigma, 3))
 
 
 def test_gaussian8_errors(tmp_path):

@@ -193,3 +193,22 @@ def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
     names.append(f'{i}\t{f.name}')
   (out / 'gt' / 'names.txt').write_text('\n'.join(names) + '\n')
   return len(files)
+
+
+def main(argv=None) -> None:
+  """`python -m dssr_jax.testsets --hr_dir=HR --out_dir=OUT [--seed=0]`: a DIV2KRK-style set."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=main.__doc__)
+  parser.add_argument('--hr_dir', required=True, help='Folder of HR images.')
+  parser.add_argument('--out_dir', required=True, help='Where gt/, lr_x*/, gt_k_x*/ go.')
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--scales', default='2,4', help='Comma-separated, from {2, 4}.')
+  parser.add_argument('--overwrite', action='store_true', help='Replace an existing set.')
+  args = parser.parse_args(argv)
+  n = make_div2krk(args.hr_dir, args.out_dir, seed=args.seed,
+                   scales=[int(s) for s in args.scales.split(',')], overwrite=args.overwrite)
+  print(f'wrote {n} images to {args.out_dir}')
+
+
+if __name__ == '__main__':
+  main()

@@ -94,7 +94,10 @@ def test_make_div2krk_roundtrip(tmp_path):
   testsets.make_div2krk(hr_dir, tmp_path / 'b', seed=3)
   testsets.make_div2krk(hr_dir, tmp_path / 'c', seed=4)
   with pytest.raises(FileExistsError, match='overwrite'):
-    testsets.make_div2krk(hr_dir, tmp_path / 'a', seed=3)
+    testsets.main([f'--hr_dir={hr_dir}', f'--out_dir={tmp_path / "a"}', '--seed=3'])
+  testsets.main([f'--hr_dir={hr_dir}', f'--out_dir={tmp_path / "d"}', '--seed=3', '--scales=2'])
+  np.testing.assert_array_equal(next(testsets.div2krk(tmp_path / 'd', 2)).lr,
+                                next(testsets.div2krk(tmp_path / 'a', 2)).lr)
   for scale, ksize in ((2, 11), (4, 31)):
     a, b, c = (list(testsets.div2krk(tmp_path / d, scale)) for d in 'abc')
     assert len(a) == 2 and a[0].hr.shape == (40, 48, 3)

@@ -518,6 +518,8 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument('--overwrite', action='store_true', help='replace existing outputs')
   parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default=None,
                       help='compute dtype (default: the checkpoint\'s)')
+  parser.add_argument('--jax_cache_dir', default=os.path.join('~', '.cache', 'dssr_jax', 'xla'),
+                      help='JAX persistent compilation cache ("" to disable)')
   args = parser.parse_args(argv)
   if args.tile < 0 or args.overlap < 0:
     parser.error(f'--tile ({args.tile}) and --overlap ({args.overlap}) must be >= 0')
@@ -536,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   if not files:
     print('error: no input images', file=sys.stderr)
     return 1
+  if args.jax_cache_dir:
+    # Every new image size compiles; the cache makes the next run with that size skip it.
+    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(args.jax_cache_dir))
   requested = {'dtype': args.dtype} if args.dtype else None
   loaded = load_model(args.checkpoint, args.step, requested)
   scale = int(loaded.config['scale'])

@@ -218,7 +218,7 @@ def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path, capsys):
   src.mkdir()
   rgba = _write_inputs(src)
   status = infer.main([str(src), str(tmp_path / 'missing.png'), f'--checkpoint={tiny_ckpt}',
-                       f'--out={out}', '--save_details'])
+                       f'--out={out}', '--jax_cache_dir=', '--save_details'])
   err = capsys.readouterr().err
   assert status == 1  # two inputs failed ...
   assert 'broken.png' in err and 'missing.png' in err  # ... reported by name ...
@@ -249,10 +249,10 @@ def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path, capsys):
   (out / 'a_x2.png').write_bytes(b'precious')
   lst = tmp_path / 'list.txt'
   lst.write_text('# inputs\na.png\n')
-  assert infer.main([str(lst), f'--checkpoint={tiny_ckpt}', f'--out={out}']) == 0
+  assert infer.main([str(lst), f'--checkpoint={tiny_ckpt}', f'--out={out}', '--jax_cache_dir=']) == 0
   assert (out / 'a_x2.png').read_bytes() == b'precious'
   assert 'skipped' in capsys.readouterr().err
-  assert infer.main([str(lst), f'--checkpoint={tiny_ckpt}', f'--out={out}', '--overwrite',
+  assert infer.main([str(lst), f'--checkpoint={tiny_ckpt}', f'--out={out}', '--jax_cache_dir=', '--overwrite',
                      '--tile=4', '--overlap=2']) == 0
   with Image.open(out / 'a_x2.png') as im:
     assert im.size == (16, 16)

@@ -89,6 +89,23 @@ def test_conv_is_pytorch_conv():
   np.testing.assert_allclose(y, _conv_loop(x, w, b, 1, 1).transpose(0, 2, 3, 1), atol=1e-4)
 
 
+@pytest.mark.parametrize('width', [6, 7])
+@pytest.mark.parametrize('impl', ['direct', 'winograd'])
+def test_conv3x3_impls_are_pytorch_conv(impl, width):
+  rng = np.random.default_rng(width)
+  x = rng.standard_normal((2, 16, 5, width))
+  w = rng.standard_normal((24, 16, 3, 3)) * 0.1
+  y = jax.jit(layers.conv3x3, static_argnums=2)(
+      _nhwc(x), jnp.asarray(w.transpose(2, 3, 1, 0), jnp.float32), impl)
+  ref = _conv_loop(x, w, np.zeros(24), 1, 1).transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(y, ref, atol=2e-5, rtol=1e-5)
+
+
+def test_conv3x3_rejects_unknown_impl():
+  with pytest.raises(ValueError, match='conv_impl must be one of'):
+    layers.conv3x3(jnp.zeros((1, 4, 4, 16)), jnp.zeros((3, 3, 16, 16)), 'fft')
+
+
 @pytest.mark.parametrize('r', [2, 3])
 def test_pixel_shuffle_is_pytorch_order(r):
   rng = np.random.default_rng(r)

@@ -40,7 +40,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                                                                         ml_collections.ConfigDict):
         walk(cfg[key], ref[key], name + '.')
 
-  for section in ('model', 'train'):
+  for section in [s for s in ('model', 'train', 'data') if s in reference]:
     if section not in config:
       raise ValueError(f'config has no {section!r} section')
     walk(config[section], reference[section], f'{section}.')
@@ -217,7 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   val = validation.Validator(config, mesh) if tc.val_dir else None
   train_step = train_lib.make_train_step(model, tx, mesh, state, tc.alpha)
   ds = input_pipeline.create_train_dataset(
-      config.data, scale=config.model.scale, batch_size=local_batch, seed=tc.seed,
+      config.data, scale=config.model.scale, batch_size=tc.batch_size, seed=tc.seed,
       start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
   batches = iter(ds.as_numpy_iterator())
 
@@ -267,10 +267,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   writer.flush()
   writer.close()
   mngr.close()
+  params = host_copy(state.params)
+  last = {k: np.asarray(v) for k, v in host_copy(pending).items()} if pending else None
   if not stop and tc.final_report and jax.process_index() == 0:
     from dssr_jax import demo_report  # pylint: disable=g-import-not-at-top
-    demo_report.report(config, state.params, workdir)
-  return {'step': step, 'params': jax.device_get(state.params), 'stopped_by': stop}
+    demo_report.report(config, params, workdir)
+  return {'step': step, 'params': params, 'stopped_by': stop, 'last_metrics': last}
+
+
+def host_copy(tree):
+  """A replicated (possibly multi-process) array tree -> numpy, from this process's first copy."""
+  return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
 def _check_bad(metrics: dict, step: int, limit: int) -> None:

@@ -20,13 +20,23 @@ def detail_image(detail: np.ndarray) -> np.ndarray:
 
 
 def pick_records(records, num_images: int, num_sigmas: int) -> list:
-  """The first `num_images` images, each at `num_sigmas` kernel widths spread over Gaussian8's."""
-  records = list(records)
-  names = list(dict.fromkeys(r.name for r in records))[:num_images]
-  sigmas = sorted({r.sigma for r in records})
-  idx = np.unique(np.round(np.linspace(0, len(sigmas) - 1, num_sigmas)).astype(int))
-  chosen = {sigmas[i] for i in idx}
-  return [r for r in records if r.name in names and r.sigma in chosen]
+  """The first `num_images` images, each at `num_sigmas` kernel widths spread over Gaussian8's.
+
+  `records` is consumed lazily (image by image, 8 sigmas each): later images are never degraded.
+  """
+  chosen, names = [], []
+  for r in records:
+    if r.name not in names:
+      if len(names) == num_images:
+        break
+      names.append(r.name)
+    chosen.append(r)
+  out = []
+  for name in names:
+    recs = sorted((r for r in chosen if r.name == name), key=lambda r: r.sigma)
+    idx = np.unique(np.round(np.linspace(0, len(recs) - 1, num_sigmas)).astype(int))
+    out.extend(recs[i] for i in idx)
+  return out
 
 
 class Validator:

@@ -1,0 +1,213 @@
+"""train.py / train_loop on the `smoke` config: checkpoints, resume, devices, processes, SIGTERM.
+
+Every run is a subprocess (XLA_FLAGS and jax.distributed must be set before jax starts) sharing
+one persistent compilation cache, so the tiny network compiles once per device layout.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from configs import smoke
+from dssr_jax import checkpoint
+from dssr_jax import train_lib
+from dssr_jax import train_loop
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+# Runs train_and_evaluate on configs/smoke.py with JSON overrides, recording a digest of every
+# batch it feeds to the step; writes params (.npz) and the digests + last metrics (.json).
+DRIVER = r'''
+import hashlib, json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from absl import logging
+logging.set_verbosity(logging.INFO)
+from configs import smoke
+from dssr_jax import train_lib, train_loop
+import jax
+config = smoke.get_config()
+for k, v in json.loads(sys.argv[3]).items():
+  section, field = k.split('.')
+  config[section][field] = v
+digests = []
+global_batch = train_lib.global_batch
+def recording(local, mesh):
+  digests.append(hashlib.sha1(b''.join(np.ascontiguousarray(local[k]).tobytes()
+                                       for k in sorted(local))).hexdigest())
+  return global_batch(local, mesh)
+train_lib.global_batch = recording
+out = train_loop.train_and_evaluate(config, sys.argv[2])
+flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(out['params'])}
+np.savez(sys.argv[2] + f'.params{jax.process_index()}.npz', **flat)
+last = {k: np.asarray(v).tolist() for k, v in (out['last_metrics'] or {}).items()}
+json.dump({'step': out['step'], 'digests': digests, 'last': last, 'devices': jax.device_count(),
+           'processes': jax.process_count()}, open(sys.argv[2] + f'.{jax.process_index()}.json', 'w'))
+'''
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+  cache = tmp_path_factory.mktemp('jax_cache')
+  e = dict(os.environ)
+  e.update(JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
+           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+           JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0', TF_CPP_MIN_LOG_LEVEL='2',
+           PYTHONPATH=str(REPO))
+  e.pop('XLA_FLAGS', None)
+  return e
+
+
+def drive(workdir, env, devices=1, timeout=300, **overrides):
+  """Runs DRIVER; returns (json record, params dict, stderr)."""
+  env = dict(env)
+  if devices > 1:
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  proc = subprocess.run([sys.executable, '-c', DRIVER, str(REPO), str(workdir),
+                         json.dumps(overrides)], env=env, capture_output=True, text=True,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  record = json.loads(pathlib.Path(f'{workdir}.0.json').read_text())
+  params = dict(np.load(f'{workdir}.params0.npz'))
+  return record, params, proc.stderr
+
+
+def assert_params_close(a, b, tol):
+  assert sorted(a) == sorted(b)
+  for k in a:
+    np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=k)
+
+
+@pytest.fixture(scope='module')
+def two_steps(tmp_path_factory, env):
+  """The smoke run: 2 steps on one device (the reference for the other tests)."""
+  workdir = tmp_path_factory.mktemp('smoke') / 'w'
+  record, params, log = drive(workdir, env)
+  return workdir, record, params, log
+
+
+def test_smoke_two_steps(two_steps):
+  workdir, record, params, _ = two_steps
+  assert record['step'] == 2 and len(record['digests']) == 2
+  assert np.isfinite(record['last']['loss']) and record['last']['finite']
+  assert len(record['last']['pix']) == len(record['last']['detail']) == 2  # T = 2 terms each
+  assert list(workdir.glob('events.out.tfevents.*')), 'no TensorBoard event file'
+  loaded, model_config, step = checkpoint.load_params(workdir)
+  assert step == 2 and model_config == smoke.get_config().model.to_dict()
+  assert sum(np.asarray(v).size for v in params.values()) > 0
+
+
+def test_resume_equals_straight_run(two_steps, tmp_path, env):
+  """2 steps, stop, resume to 4 == 4 steps straight: same batches, identical params."""
+  workdir, first, _, _ = two_steps
+  resumed, params_resumed, log = drive(workdir, env, **{'train.num_steps': 4})
+  assert 'Resumed from checkpoint at step 2' in log
+  straight, params_straight, _ = drive(tmp_path / 'straight', env, **{'train.num_steps': 4})
+  assert first['digests'] + resumed['digests'] == straight['digests']
+  assert len(set(straight['digests'])) == 4
+  assert_params_close(params_resumed, params_straight, 0)
+  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [2, 4]
+
+
+def test_eight_devices_match_one(two_steps, tmp_path, env):
+  """Batch of 8 split over 8 fake CPU devices == 1 device on the same global batch."""
+  _, one, params_one, _ = two_steps
+  eight, params_eight, _ = drive(tmp_path / 'eight', env, devices=8)
+  assert eight['devices'] == 8 and eight['digests'] == one['digests']
+  assert_params_close(params_eight, params_one, 1e-5)
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_match_one(two_steps, tmp_path, env):
+  """Two processes on localhost (jax.distributed, gloo CPU collectives), 4 rows each."""
+  _, one, params_one, _ = two_steps
+  env = dict(env, JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo')
+  port, workdir = _free_port(), tmp_path / 'multi'
+  code = DRIVER.replace(
+      'import jax\n', 'import jax\njax.distributed.initialize(f"localhost:{sys.argv[4]}", 2, '
+      'int(sys.argv[5]))\n', 1)
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(REPO), str(workdir), '{}', str(port),
+                             str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+  record = json.loads(pathlib.Path(f'{workdir}.0.json').read_text())
+  assert record['processes'] == 2 and record['devices'] == 2
+  params = dict(np.load(f'{workdir}.params0.npz'))
+  assert_params_close(params, params_one, 1e-5)
+
+
+def test_sigterm_saves_and_resumes(tmp_path, env, two_steps):
+  """SIGTERM mid-run: a checkpoint of the last finished step, exit 0, and training resumes."""
+  workdir = tmp_path / 'term'
+  cmd = [sys.executable, str(REPO / 'train.py'), '--config=configs/smoke.py',
+         f'--workdir={workdir}', '--config.train.num_steps=100000']
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  lines, deadline = [], time.time() + 240
+  for line in proc.stdout:  # Logged once per step (log_every=1): wait for the third.
+    lines.append(line)
+    if '] train/' in line and sum('] train/' in l for l in lines) >= 3:
+      proc.send_signal(signal.SIGTERM)
+      break
+    assert time.time() < deadline, ''.join(lines[-30:])
+  rest, _ = proc.communicate(timeout=120)
+  log = ''.join(lines) + rest
+  assert proc.returncode == 0, log[-3000:]
+  assert 'SIGTERM received: saved checkpoint at step' in log
+  steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir())
+  assert len(steps) == 1 and 3 <= steps[0] < 100000
+  record, _, log = drive(workdir, env, **{'train.num_steps': steps[0] + 1})
+  assert f'Resumed from checkpoint at step {steps[0]}' in log and record['step'] == steps[0] + 1
+
+
+def test_other_network_in_workdir_is_refused(two_steps):
+  workdir = two_steps[0]
+  before = sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*'))
+  config = smoke.get_config()
+  config.model.channels = 16
+  with pytest.raises(ValueError, match=r'another network \(channels: checkpoint 8 vs config 16'):
+    train_loop.train_and_evaluate(config, workdir)
+  config = smoke.get_config()
+  config.model.scale = 4
+  with pytest.raises(ValueError, match='scale: checkpoint 2 vs config 4'):
+    train_loop.train_and_evaluate(config, workdir)
+  assert sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*')) == before
+
+
+def test_bad_config_fields_are_named(tmp_path):
+  config = smoke.get_config()
+  config.train.num_stepz = 3
+  with pytest.raises(ValueError, match="unknown config field 'train.num_stepz'"):
+    train_loop.check_config(config)
+  with pytest.raises(ValueError, match='batch_size=6 must be a positive multiple of the device '
+                     'count 4'):
+    train_lib.check_batch_size(6, types.SimpleNamespace(devices=np.zeros(4)))
+  config = smoke.get_config()
+  config.train.val_dir = str(tmp_path / 'missing')
+  with pytest.raises(FileNotFoundError, match='val_dir'):
+    train_loop.check_config(config)
+  assert not list(tmp_path.iterdir())
+
+
+def test_unknown_field_on_the_command_line(tmp_path, env):
+  proc = subprocess.run([sys.executable, str(REPO / 'train.py'), '--config=configs/smoke.py',
+                         f'--workdir={tmp_path / "w"}', '--config.train.num_stepz=3'], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0 and 'num_stepz' in proc.stderr
+  assert not (tmp_path / 'w').exists()

@@ -62,60 +62,21 @@ def _conv(x, kernel, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=None):
       x, kernel, (stride, stride), padding, lhs_dilation=lhs_dilation, dimension_numbers=_DN)
 
 
-CONV_IMPLS = ('auto', 'direct', 'winograd')
-
-
-def _winograd_conv3x3(x, w):
-  """3x3 'same' conv as Winograd F(2, 3) along the width: 4 (3x1) convs on half-width inputs.
-
-  Per pair of output columns it multiplies 4 transformed columns instead of 6 (1.5x fewer
-  FLOPs) while every product is still an ordinary conv with K = 3*C, which XLA's CPU conv runs
-  at full speed. F(2, 3) uses the points 0, +-1 only: rounding stays at float32 level.
-  """
-  b, h, wd, c = x.shape
-  we = wd + wd % 2  # odd widths: one extra zero column, cropped at the end
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1 + we - wd), (0, 0)))
-  d0, d1, d2, d3 = (xp[:, :, i:i + we:2] for i in range(4))  # column 2j+i for output pair j
-  g0, g1, g2 = w[:, 0:1], w[:, 1:2], w[:, 2:3]  # [3, 1, I, O] per kx
-  half = jnp.asarray(0.5, w.dtype)
-  pairs = ((d0 - d2, g0), (d1 + d2, (g0 + g1 + g2) * half), (d2 - d1, (g0 - g1 + g2) * half),
-           (d1 - d3, g2))
-  m0, m1, m2, m3 = (_conv(v, u) for v, u in pairs)
-  y = jnp.stack([m0 + m1 + m2, m1 - m2 - m3], axis=3)  # [b, h, we/2, 2, O]
-  return y.reshape(b, h, we, -1)[:, :, :wd]
-
-
-def conv3x3(x, w, impl: str = 'auto'):
-  """3x3 conv with zero padding 1. impl 'auto' = 'winograd' on CPU (where XLA runs convs
-  directly), 'direct' elsewhere (cuDNN / TPU pick their own algorithms)."""
-  if impl == 'auto':
-    impl = 'winograd' if jax.default_backend() == 'cpu' else 'direct'
-  if impl == 'winograd':
-    return _winograd_conv3x3(x, w)
-  if impl != 'direct':
-    raise ValueError(f'conv_impl must be one of {CONV_IMPLS}, got {impl!r}')
-  return _conv(x, w, padding=((1, 1), (1, 1)))
-
-
 class Conv(nn.Module):
   """k x k convolution with bias and zero padding (k-1)//2 (PyTorch Conv2d, default init)."""
   features: int
   kernel_size: int = 3
   dtype: Dtype = jnp.float32
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     k, cin = self.kernel_size, x.shape[-1]
     init = torch_uniform(cin * k * k)
-    w = self.param('kernel', init, (k, k, cin, self.features)).astype(self.dtype)
-    b = self.param('bias', init, (self.features,)).astype(self.dtype)
-    x = x.astype(self.dtype)
-    # Thin convs (3 channels in or out) gain nothing from the transform.
-    if k == 3 and min(cin, self.features) >= 16:
-      return conv3x3(x, w, self.conv_impl) + b
+    w = self.param('kernel', init, (k, k, cin, self.features))
+    b = self.param('bias', init, (self.features,))
     p = (k - 1) // 2
-    return _conv(x, w, padding=((p, p), (p, p))) + b
+    y = _conv(x.astype(self.dtype), w.astype(self.dtype), padding=((p, p), (p, p)))
+    return y + b.astype(self.dtype)
 
 
 def _phase_taps(k: int, s: int, p: int, transposed: bool):
@@ -153,14 +114,16 @@ class Up(nn.Module):
 
   `kernel` is stored as the HWIO correlation kernel over the dilated input,
   K[ky, kx, i, o] = W_torch[i, o, k-1-ky, k-1-kx]. `impl='subpixel'` evaluates it as one conv on the
-  LR grid producing s*s phases, then depth-to-space: no multiplications by inserted zeros.
+  LR grid producing s*s phases, then depth-to-space: no multiplications by inserted zeros, but
+  the shared (dmax-dmin+1)^2 window still holds zero taps for most phases (x2: 16 of 36).
+  `impl='phases'` (default) runs one conv per phase with only that phase's taps: no zero taps
+  at all; measured 1.7x (x2) and 2.2x (x3) less CPU time than 'subpixel'.
   `impl='dilated'` is the textbook form (zeros inserted, padded, correlated), kept as a reference.
   """
   scale: int
   features: int
   dtype: Dtype = jnp.float32
-  impl: str = 'subpixel'
-  conv_impl: str = 'auto'
+  impl: str = 'phases'
 
   @nn.compact
   def __call__(self, x):
@@ -174,16 +137,29 @@ class Up(nn.Module):
     if self.impl == 'dilated':
       q = k - 1 - p
       return _conv(x, w, padding=((q, q), (q, q)), lhs_dilation=(s, s)) + b
-    if self.impl != 'subpixel':
-      raise ValueError(f"Up: impl must be 'subpixel' or 'dilated', got {self.impl!r}")
+    if self.impl not in ('subpixel', 'phases'):
+      raise ValueError(f"Up: impl must be 'subpixel', 'phases' or 'dilated', got {self.impl!r}")
     (dmin, dmax), idx, mask = _phase_taps(k, s, p, transposed=True)
+    if self.impl == 'phases' and k != s:  # one small conv per phase, only that phase's taps
+      # (k == s, i.e. x4: the sub-pixel conv is a 1x1 conv without zero taps; one big conv wins)
+      ds = np.arange(dmin, dmax + 1)
+      rows = []
+      for jy in range(s):
+        vy = mask[:, jy]
+        cols = []
+        for jx in range(s):
+          vx = mask[:, jx]
+          kj = jnp.take(jnp.take(w, idx[vy, jy], axis=0), idx[vx, jx], axis=1)
+          pad = [(-ds[v].min(), ds[v].max()) for v in (vy, vx)]
+          cols.append(_conv(x, kj, padding=pad))
+        rows.append(jnp.stack(cols, axis=3))  # [b, h, w, s(jx), O]
+      y = jnp.stack(rows, axis=2)  # [b, h, s(jy), w, s(jx), O]
+      bh, hh, _, ww, _, o = y.shape
+      return y.reshape(bh, hh * s, ww * s, o) + b
     kp = _phase_kernel(w, idx, mask)  # [D, D, s, s, I, O]
     n = dmax - dmin + 1
     kp = kp.transpose(0, 1, 4, 2, 3, 5).reshape(n, n, cin, s * s * self.features)
-    if (dmin, dmax) == (-1, 1):
-      y = conv3x3(x, kp, self.conv_impl)
-    else:
-      y = _conv(x, kp, padding=((-dmin, dmax), (-dmin, dmax)))
+    y = _conv(x, kp, padding=((-dmin, dmax), (-dmin, dmax)))
     return depth_to_space(y, s) + b
 
 
@@ -197,7 +173,6 @@ class Down(nn.Module):
   features: int
   dtype: Dtype = jnp.float32
   impl: str = 'strided'
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
@@ -217,8 +192,6 @@ class Down(nn.Module):
     kp = _phase_kernel(w, idx, mask)  # [D, D, s, s, I, O]
     n = dmax - dmin + 1
     kp = kp.reshape(n, n, s * s * cin, self.features)
-    if (dmin, dmax) == (-1, 1):
-      return conv3x3(space_to_depth(x, s), kp, self.conv_impl) + b
     return _conv(space_to_depth(x, s), kp, padding=((-dmin, dmax), (-dmin, dmax))) + b
 
 
@@ -226,12 +199,11 @@ class ResBlock(nn.Module):
   """x + 0.2 * conv(lrelu(conv(x)))."""
   channels: int
   dtype: Dtype = jnp.float32
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    conv = lambda name: Conv(self.channels, 3, self.dtype, self.conv_impl, name=name)
-    y = conv('conv2')(lrelu(conv('conv1')(x)))
+    y = Conv(self.channels, dtype=self.dtype, name='conv1')(x)
+    y = Conv(self.channels, dtype=self.dtype, name='conv2')(lrelu(y))
     return x + 0.2 * y
 
 
@@ -240,13 +212,12 @@ class Cascade(nn.Module):
   channels: int
   num_blocks: int
   dtype: Dtype = jnp.float32
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     y = x
     for i in range(self.num_blocks):
-      y = ResBlock(self.channels, self.dtype, self.conv_impl, name=f'block_{i}')(y)
+      y = ResBlock(self.channels, self.dtype, name=f'block_{i}')(y)
     return x + y
 
 
@@ -263,14 +234,13 @@ class Modulation(nn.Module):
   kind: str = 'affine'
   identity_path: bool = False
   dtype: Dtype = jnp.float32
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, d):
     c, dt = self.channels, self.dtype
     h = d
     for i in range(1, 5):
-      h = lrelu(Conv(c, 3, dt, self.conv_impl, name=f'conv{i}')(h))
+      h = lrelu(Conv(c, dtype=dt, name=f'conv{i}')(h))
     x = x.astype(dt)
     multiplicative = True
     if self.kind == 'affine':
@@ -292,6 +262,29 @@ class Modulation(nn.Module):
     return y + x if (self.identity_path and multiplicative) else y
 
 
+class ShuffleConv(nn.Module):
+  """3x3 conv(C -> C*r*r) followed by PyTorch's PixelShuffle(r).
+
+  Its params are exactly a `Conv`'s, in PyTorch's channel order (c, i, j); the layer permutes them
+  to (i, j, c) so the shuffle after the conv moves whole C-vectors (depth_to_space) instead of
+  single elements.
+  """
+  features: int  # C, channels after the shuffle
+  r: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    cin, c, r = x.shape[-1], self.features, self.r
+    init = torch_uniform(cin * 9)
+    w = self.param('kernel', init, (3, 3, cin, c * r * r)).astype(self.dtype)
+    b = self.param('bias', init, (c * r * r,)).astype(self.dtype)
+    w = w.reshape(3, 3, cin, c, r * r).transpose(0, 1, 2, 4, 3).reshape(3, 3, cin, r * r * c)
+    b = b.reshape(c, r * r).T.reshape(r * r * c)
+    y = _conv(x.astype(self.dtype), w, padding=((1, 1), (1, 1))) + b
+    return depth_to_space(y, r)
+
+
 class Tail(nn.Module):
   """The authors' UPNet: conv(C -> C*s*s), pixel shuffle, conv(C -> 3); x4 shuffles twice by 2.
 
@@ -300,12 +293,15 @@ class Tail(nn.Module):
   scale: int
   channels: int
   dtype: Dtype = jnp.float32
-  conv_impl: str = 'auto'
+  fast_shuffle: bool = True
 
   @nn.compact
   def __call__(self, x):
     c, dt = self.channels, self.dtype
     factors = (2, 2) if self.scale == 4 else (self.scale,)
     for n, r in enumerate(factors):
-      x = pixel_shuffle(Conv(c * r * r, 3, dt, self.conv_impl, name=f'conv_{2 * n}')(x), r)
+      if self.fast_shuffle:
+        x = ShuffleConv(c, r, dt, name=f'conv_{2 * n}')(x)
+      else:
+        x = pixel_shuffle(Conv(c * r * r, dtype=dt, name=f'conv_{2 * n}')(x), r)
     return Conv(3, dtype=dt, name=f'conv_{2 * len(factors)}')(x)

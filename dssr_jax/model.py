@@ -28,9 +28,8 @@ class Step(nn.Module):
   modulation: str = 'affine'
   affine_on: str = 'both'
   paper_text: bool = False
-  up_impl: str = 'subpixel'
+  up_impl: str = 'phases'
   down_impl: str = 'strided'
-  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, carry, bic, f_in):
@@ -39,9 +38,8 @@ class Step(nn.Module):
     # P1: the paper compresses [hidden, F_in] each step; the code feeds back last step's f.
     pair = [hidden, f_in] if self.paper_text else [f, hidden]
     f = layers.Conv(c, 1, dt, name='compress_in')(jnp.concatenate(pair, -1))
-    ci = self.conv_impl
-    feat = layers.Cascade(c, self.struct_blocks, dt, ci, name='feat_ext')(f)
-    up_f = layers.Up(s, c, dt, self.up_impl, ci, name='up')(feat)
+    feat = layers.Cascade(c, self.struct_blocks, dt, name='feat_ext')(f)
+    up_f = layers.Up(s, c, dt, self.up_impl, name='up')(feat)
     # The 3-channel images stay float32 whatever the compute dtype.
     detail = layers.Conv(3, dtype=dt, name='conv_recon')(up_f).astype(jnp.float32) - bic
 
@@ -51,18 +49,17 @@ class Step(nn.Module):
       d_f = layers.Conv(c, dtype=dt, name='conv2')(detail)
     up_st = up_f
     if hr_on:
-      up_st = layers.Modulation(c, self.modulation, True, dt, ci, name='spatial_trans1')(up_f, d_f)
-    y = layers.Down(s, c, dt, self.down_impl, ci, name='down')(up_st)
+      up_st = layers.Modulation(c, self.modulation, True, dt, name='spatial_trans1')(up_f, d_f)
+    y = layers.Down(s, c, dt, self.down_impl, name='down')(up_st)
     if lr_on:
       if self.paper_text:  # P2: own 3->C conv on the bicubic-downsampled 3-channel detail map
         d_lr = layers.Conv(c, dtype=dt, name='conv2_lr')(resize.torch_bicubic_down(detail, s))
       else:
         d_lr = resize.torch_bicubic_down(d_f, s)
-      y = layers.Modulation(c, self.modulation, False, dt, ci,
-                                name='spatial_trans2')(y, d_lr)
+      y = layers.Modulation(c, self.modulation, False, dt, name='spatial_trans2')(y, d_lr)
     hidden = y + (f_in if self.paper_text else feat)  # P3: paper adds F_in, code adds feat
-    out = layers.Tail(s, c, dt, ci, name='UPNet')(
-        layers.Cascade(c, self.recon_blocks, dt, ci, name='feat_refine')(hidden))
+    out = layers.Tail(s, c, dt, name='UPNet')(
+        layers.Cascade(c, self.recon_blocks, dt, name='feat_refine')(hidden))
     sr = out.astype(jnp.float32) + bic
     return (f, hidden), (sr, detail)
 
@@ -73,8 +70,7 @@ class DSSR(nn.Module):
 
   Fields: see `configs/default.py` (get_model_config). Extra, for speed studies only:
   `unroll` runs the steps as a Python loop over the same module (same params) instead of nn.scan;
-  `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params);
-  `conv_impl` the 3x3 conv algorithm ('auto': Winograd F(2,3) on CPU, direct elsewhere).
+  `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params).
   """
   scale: int
   channels: int = 128
@@ -87,9 +83,8 @@ class DSSR(nn.Module):
   affine_on: str = 'both'
   paper_text: bool = False
   unroll: bool = False
-  up_impl: str = 'subpixel'
+  up_impl: str = 'phases'
   down_impl: str = 'strided'
-  conv_impl: str = 'auto'
 
   def __post_init__(self):
     def bad(field, allowed):
@@ -109,8 +104,6 @@ class DSSR(nn.Module):
       bad('modulation', f'one of {layers.MODULATIONS}')
     if self.affine_on not in AFFINE_ON:
       bad('affine_on', f'one of {AFFINE_ON}')
-    if self.conv_impl not in layers.CONV_IMPLS:
-      bad('conv_impl', f'one of {layers.CONV_IMPLS}')
     super().__post_init__()
 
   @nn.compact
@@ -125,7 +118,7 @@ class DSSR(nn.Module):
     kw = dict(scale=self.scale, channels=self.channels, struct_blocks=self.struct_blocks,
               recon_blocks=self.recon_blocks, dtype=self.dtype, modulation=self.modulation,
               affine_on=self.affine_on, paper_text=self.paper_text, up_impl=self.up_impl,
-              down_impl=self.down_impl, conv_impl=self.conv_impl, name='step')
+              down_impl=self.down_impl, name='step')
     carry = (f_in, f_in)  # the hidden state starts as the head features
     if self.unroll:
       step_cls = nn.remat(Step) if self.remat else Step

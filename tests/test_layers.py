@@ -44,7 +44,7 @@ def _nhwc(a):
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
-@pytest.mark.parametrize('impl', ['subpixel', 'dilated'])
+@pytest.mark.parametrize('impl', ['subpixel', 'phases', 'dilated'])
 def test_up_is_pytorch_conv_transpose(scale, impl):
   k, s, p = layers.RESAMPLE[scale]
   rng = np.random.default_rng(scale)
@@ -87,23 +87,6 @@ def test_conv_is_pytorch_conv():
             'bias': jnp.asarray(b, jnp.float32)}
   y = jax.jit(layers.Conv(4).apply)({'params': params}, _nhwc(x))
   np.testing.assert_allclose(y, _conv_loop(x, w, b, 1, 1).transpose(0, 2, 3, 1), atol=1e-4)
-
-
-@pytest.mark.parametrize('width', [6, 7])
-@pytest.mark.parametrize('impl', ['direct', 'winograd'])
-def test_conv3x3_impls_are_pytorch_conv(impl, width):
-  rng = np.random.default_rng(width)
-  x = rng.standard_normal((2, 16, 5, width))
-  w = rng.standard_normal((24, 16, 3, 3)) * 0.1
-  y = jax.jit(layers.conv3x3, static_argnums=2)(
-      _nhwc(x), jnp.asarray(w.transpose(2, 3, 1, 0), jnp.float32), impl)
-  ref = _conv_loop(x, w, np.zeros(24), 1, 1).transpose(0, 2, 3, 1)
-  np.testing.assert_allclose(y, ref, atol=2e-5, rtol=1e-5)
-
-
-def test_conv3x3_rejects_unknown_impl():
-  with pytest.raises(ValueError, match='conv_impl must be one of'):
-    layers.conv3x3(jnp.zeros((1, 4, 4, 16)), jnp.zeros((3, 3, 16, 16)), 'fft')
 
 
 @pytest.mark.parametrize('r', [2, 3])
@@ -180,7 +163,8 @@ def _shuffle_loop(x, r):
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_tail_is_authors_upnet(scale):
+@pytest.mark.parametrize('fast_shuffle', [True, False])
+def test_tail_is_authors_upnet(scale, fast_shuffle):
   """UPNet = conv, shuffle(s), conv (x4: conv, shuffle(2), conv, shuffle(2), conv), by loops."""
   rng = np.random.default_rng(20 + scale)
   c = 4
@@ -199,6 +183,6 @@ def test_tail_is_authors_upnet(scale):
     ref = _conv_loop(ref, w, b, 1, 1)
     if r is not None:
       ref = _shuffle_loop(ref, r)
-  y = jax.jit(layers.Tail(scale, c).apply)({'params': params}, _nhwc(x))
+  y = jax.jit(layers.Tail(scale, c, fast_shuffle=fast_shuffle).apply)({'params': params}, _nhwc(x))
   assert y.shape == (1, 3 * scale, 2 * scale, 3)
   np.testing.assert_allclose(y, ref.transpose(0, 2, 3, 1), atol=1e-4, rtol=1e-5)

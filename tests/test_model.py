@@ -77,8 +77,7 @@ def test_scan_equals_unrolled_loop_and_remat(tiny_x2):
   # The steps differ: the carry really moves between them.
   assert float(jnp.abs(ref['steps'][0] - ref['steps'][1]).max()) > 1e-4
   for kw in (dict(unroll=True), dict(remat=True), dict(unroll=True, remat=True),
-             dict(up_impl='dilated', down_impl='space_to_depth', conv_impl='direct'),
-             dict(conv_impl='winograd', down_impl='space_to_depth')):
+             dict(up_impl='dilated', down_impl='space_to_depth')):
     other = model.clone(**kw)
     assert jax.tree_util.tree_structure(_shapes(other, 6, 7)) == \
         jax.tree_util.tree_structure(params)
@@ -149,8 +148,7 @@ def test_bad_inputs():
   with pytest.raises(ValueError, match='3 \\(RGB\\) channels'):
     model.init(jax.random.key(0), jnp.zeros((1, 6, 6, 1)))
   for field, value in (('scale', 5), ('modulation', 'film'), ('affine_on', 'neither'),
-                       ('dtype', 'float16'), ('num_steps', 0), ('channels', 0),
-                       ('conv_impl', 'fft')):
+                       ('dtype', 'float16'), ('num_steps', 0), ('channels', 0)):
     kw = {**TINY, 'scale': 2, field: value}
     with pytest.raises(ValueError, match=f'DSSR: {field} must be'):
       model_lib.DSSR(**kw)

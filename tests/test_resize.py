@@ -100,6 +100,22 @@ def test_symmetry_and_separability():
   np.testing.assert_allclose(y[0, :, :, 1], full, atol=1e-5)
 
 
+@pytest.mark.parametrize('h,w', [(1, 3), (2, 5), (9, 4)])
+def test_banded_application_equals_dense_matrices(h, w):
+  """The 4-tap gather form (and its dense fallback for inputs shorter than 4) is the matrix product."""
+  rng = np.random.default_rng(h * w)
+  x = rng.random((1, h, w, 2)).astype(np.float32)
+  for scale in (2, 3):
+    mh = resize.bicubic_matrix(h, h * scale, False, scale)
+    mw = resize.bicubic_matrix(w, w * scale, False, scale)
+    dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, x.astype(np.float64))
+    np.testing.assert_allclose(resize.torch_bicubic_up(jnp.asarray(x), scale), dense, atol=1e-6)
+  xd = rng.random((1, 4 * h, 3 * w, 2)).astype(np.float32)
+  mh, mw = resize.bicubic_matrix(4 * h, 2 * h, True), resize.bicubic_matrix(3 * w, w, True)
+  dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, xd.astype(np.float64))
+  np.testing.assert_allclose(resize.resize_with(jnp.asarray(xd), mh, mw), dense, atol=1e-6)
+
+
 def test_bad_inputs():
   with pytest.raises(ValueError, match='rank 4'):
     resize.torch_bicubic_up(jnp.zeros((4, 4, 3)), 2)

@@ -24,9 +24,17 @@ flags.DEFINE_integer('process_id', None, 'This process (else auto-detected).')
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 
 
+class _QuietOrbax:
+  """Drops orbax's per-save INFO chatter from the console; its warnings still show."""
+
+  def filter(self, record):
+    return record.levelno >= 30 or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietOrbax())
   config = FLAGS.config
   if config is None:
     raise app.UsageError('--config is required, e.g. --config=configs/iso_x2.py')

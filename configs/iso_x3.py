@@ -2,6 +2,10 @@ r"""Setting 1 (isotropic Gaussian blur, bicubic down), x3: the paper's recipe (D
 
   python train.py --config=configs/iso_x3.py --workdir=workdirs/iso_x3
 
+Expects DIV2K train + Flickr2K HR images in data/DIV2K_train_HR and data/Flickr2K_HR and Set5 HR in
+data/benchmark/Set5 (relative to the working directory); point elsewhere with e.g.
+`--config.data.folders="('/x/DIV2K_train_HR', '/x/Flickr2K_HR')" --config.train.val_dir=/x/Set5`.
+
 480k steps, batch 8, LR patch 64, Adam(0.9, 0.99), 2e-4 halved every 80k, alpha 1, T 4.
 Validation: Set5 under Gaussian8 at x3, on two images at two kernel widths every checkpoint.
 """
@@ -12,4 +16,8 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.model.scale = 3
+  config.data.source = 'folders'
+  config.data.folders = ('data/DIV2K_train_HR', 'data/Flickr2K_HR')
+  config.data.degradation = 'iso'
+  config.train.val_dir = 'data/benchmark/Set5'
   return config

@@ -49,12 +49,12 @@ def get_train_config() -> ml_collections.ConfigDict:
   t.log_every = 100  # Steps between logged training metrics.
   t.checkpoint_every = 5_000  # Steps between checkpoints (one is also written at the end).
   t.keep_checkpoints = 3  # The last K checkpoints are kept, plus the best by validation PSNR.
-  # Validation: Gaussian8 at the training scale on the first `val_images` HR images of `val_dir`
-  # ('' turns it off); the Y-PSNR ranks checkpoints. A relative path is relative to the cwd.
+  # Validation at every checkpoint: Gaussian8 at the training scale on the first `val_images` HR
+  # images of `val_dir` ('' turns it off); its Y-PSNR picks the best checkpoint, which is kept.
+  # A relative path is relative to the working directory.
   t.val_dir = ''
   t.val_images = 2
   t.val_sigmas = 2  # How many of the eight Gaussian8 kernel widths (spread over the range).
-  t.val_every = 5_000
   t.max_bad_steps = 20  # Stop after this many consecutive steps with a non-finite loss or gradient.
   t.profile_steps = 0  # >0: capture a profiler trace of this many steps once, after warm-up.
   t.distributed = False  # Call jax.distributed.initialize() (multi-host; settings auto-detected).

@@ -11,6 +11,7 @@ RSS (covering every variant run in it: run one variant alone for its own peak).
 
 import argparse
 import ast
+import os
 import resource
 import statistics
 import sys
@@ -35,6 +36,18 @@ def random_params(model, lr_shape, seed=0):
     fan_in = int(np.prod(v.shape[:-1])) if len(v.shape) == 4 else v.shape[0]
     out[path] = jnp.asarray(rng.uniform(-1, 1, v.shape) / np.sqrt(fan_in), jnp.float32)
   return flax.traverse_util.unflatten_dict(out)
+
+
+def cores_free(seconds: float = 1.0) -> float:
+  """CPU/wall ratio of a multithreaded numpy matmul: ~ the cores this process really gets.
+
+  Wall times are only comparable with other machines' numbers when this is ~ the core count.
+  """
+  a = np.random.default_rng(0).random((1024, 1024), np.float32)
+  t0, c0, end = time.perf_counter(), time.process_time(), time.perf_counter() + seconds
+  while time.perf_counter() < end:
+    a @ a
+  return (time.process_time() - c0) / (time.perf_counter() - t0)
 
 
 def parse_variant(text: str) -> dict:
@@ -82,6 +95,7 @@ def main(argv=None):
     else:
       print(f'  max |sr - first variant| = {float(jnp.abs(out["sr"] - ref).max()):.2e}')
     fns.append((v, fn))
+  free = [cores_free()]
   for _ in range(args.runs):
     for v, fn in fns:
       t0, c0 = time.perf_counter(), time.process_time()
@@ -98,8 +112,10 @@ def main(argv=None):
     print(f'{v or "(default)":36s} {med / args.batch:7.3f} s/image wall ({first / med:.2f}x vs first), '
           f'{med_cpu / args.batch:7.3f} CPU-s/image ({first_cpu / med_cpu:.2f}x); '
           f'wall runs {", ".join(f"{t:.2f}" for t in times[v])}')
+  free.append(cores_free())
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  print(f'peak RSS {peak:.2f} GB')
+  print(f'peak RSS {peak:.2f} GB; cores free before/after (numpy CPU/wall): '
+        f'{free[0]:.2f}/{free[1]:.2f} of {os.cpu_count()}')
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ SRFn = Callable[[Array], Any]
 # valid with the values it was trained with. The others (dtype, remat, ...) are run-time choices.
 STRUCTURAL_KEYS = ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps', 'modulation',
                    'affine_on', 'paper_text')
-RUNTIME_KEYS = ('dtype', 'remat', 'unroll', 'up_impl', 'down_impl')
+RUNTIME_KEYS = ('dtype', 'remat', 'unroll', 'up_impl', 'down_impl', 'conv_impl')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp')
 LIST_EXTENSIONS = ('.txt', '.lst')
 

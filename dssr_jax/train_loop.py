@@ -154,6 +154,8 @@ class _StopSignal:
 
   def _handle(self, signum, frame):
     del frame
+    if self.received:  # A second signal: stop now (checkpoints on disk are complete or absent).
+      raise KeyboardInterrupt(f'second {signal.Signals(signum).name}')
     self.received = signal.Signals(signum).name
 
   def __exit__(self, *exc):
@@ -202,6 +204,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   meta = latest_meta(mngr)
   if meta is not None:
     _check_compatible(meta, config, workdir)
+    latest = workdir / checkpoint_lib.CHECKPOINTS / str(mngr.latest_step())
+    if not (latest / 'opt_state').exists():
+      raise ValueError(f'{latest} has no optimizer state (converted weights?): training does not '
+                       'resume from it; use another --workdir. Nothing was changed.')
 
   model, tx, state = train_lib.create_train_state(config, mesh, INIT_PATCH)
   if meta is not None:

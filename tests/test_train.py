@@ -27,7 +27,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # Runs train_and_evaluate on configs/smoke.py with JSON overrides, recording a digest of every
 # batch it feeds to the step; writes params (.npz) and the digests + last metrics (.json).
 DRIVER = r'''
-import hashlib, json, sys
+import hashlib, json, os, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from absl import logging
@@ -41,7 +41,10 @@ for k, v in json.loads(sys.argv[3]).items():
   config[section][field] = v
 digests = []
 global_batch = train_lib.global_batch
+nan_steps = [int(s) for s in os.environ.get('NAN_STEPS', '').split(',') if s]
 def recording(local, mesh):
+  if len(digests) + 1 in nan_steps:  # 1-based step numbers whose input becomes NaN
+    local = dict(local, lr=np.full_like(local['lr'], np.nan))
   digests.append(hashlib.sha1(b''.join(np.ascontiguousarray(local[k]).tobytes()
                                        for k in sorted(local))).hexdigest())
   return global_batch(local, mesh)
@@ -67,14 +70,17 @@ def env(tmp_path_factory):
   return e
 
 
-def drive(workdir, env, devices=1, timeout=300, **overrides):
-  """Runs DRIVER; returns (json record, params dict, stderr)."""
-  env = dict(env)
+def drive(workdir, env, devices=1, timeout=300, nan_steps='', fail=False, **overrides):
+  """Runs DRIVER; returns (json record, params dict, stderr), or stderr when `fail`."""
+  env = dict(env, NAN_STEPS=nan_steps)
   if devices > 1:
     env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
   proc = subprocess.run([sys.executable, '-c', DRIVER, str(REPO), str(workdir),
                          json.dumps(overrides)], env=env, capture_output=True, text=True,
                         timeout=timeout)
+  if fail:
+    assert proc.returncode != 0
+    return proc.stderr
   assert proc.returncode == 0, proc.stderr[-3000:]
   record = json.loads(pathlib.Path(f'{workdir}.0.json').read_text())
   params = dict(np.load(f'{workdir}.params0.npz'))
@@ -176,6 +182,35 @@ def test_sigterm_saves_and_resumes(tmp_path, env, two_steps):
   assert f'Resumed from checkpoint at step {steps[0]}' in log and record['step'] == steps[0] + 1
 
 
+def test_non_finite_steps_are_skipped_then_stop(tmp_path, env, two_steps):
+  """A NaN batch leaves params (and Adam) as they were; too many in a row stop the run."""
+  one, params_one, _ = drive(tmp_path / 'one', env, **{'train.num_steps': 1})
+  skipped, params_skipped, log = drive(tmp_path / 'skip', env, nan_steps='2')
+  assert not skipped['last']['finite'] and skipped['last']['bad_steps'] == 1
+  assert 'step 2: non-finite loss or gradient, update skipped (1 in a row)' in log
+  assert_params_close(params_skipped, params_one, 0)
+  meta = json.loads((tmp_path / 'skip' / 'checkpoints' / '2' / 'meta' / 'metadata').read_text())
+  assert meta['skipped'] == 1 and meta['step'] == 2
+  log = drive(tmp_path / 'stop', env, nan_steps='2,3', fail=True,
+              **{'train.num_steps': 5, 'train.max_bad_steps': 2})
+  assert '2 consecutive steps (up to step 3) had a non-finite loss or gradient' in log
+
+
+def test_benchmark_script_runs_small(env):
+  """benchmarks/train_step.py on the smoke-sized network: one row with a time and FLOPs."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'train_step.py'), '--scales', '2', '--dtypes',
+       'float32', '--remat', 'off', '--channels', '8', '--struct-blocks', '1', '--recon-blocks',
+       '1', '--num-steps', '2', '--batch', '8', '--patch', '8', '--steps', '2', '--warmup', '1'],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  row = proc.stdout.splitlines()[1].split()
+  assert row[:3] == ['2', 'float32', 'off']
+  ms, tflop = float(row[3]), float(row[4])
+  assert ms > 0 and tflop >= 0
+  assert 'device: cpu x1' in proc.stdout
+
+
 def test_other_network_in_workdir_is_refused(two_steps):
   workdir = two_steps[0]
   before = sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*'))
@@ -188,6 +223,16 @@ def test_other_network_in_workdir_is_refused(two_steps):
   with pytest.raises(ValueError, match='scale: checkpoint 2 vs config 4'):
     train_loop.train_and_evaluate(config, workdir)
   assert sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*')) == before
+
+
+def test_workdir_with_converted_weights_is_refused(tmp_path):
+  config = smoke.get_config()
+  params = {'conv1': {'kernel': np.zeros((3, 3, 3, 8), np.float32)}}
+  checkpoint.save_params(tmp_path, params, config.model.to_dict(), step=0)
+  before = sorted(p for p in tmp_path.rglob('*'))
+  with pytest.raises(ValueError, match='has no optimizer state'):
+    train_loop.train_and_evaluate(config, tmp_path)
+  assert sorted(p for p in tmp_path.rglob('*')) == before
 
 
 def test_bad_config_fields_are_named(tmp_path):

@@ -256,3 +256,16 @@ def test_unknown_field_on_the_command_line(tmp_path, env):
                         env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and 'num_stepz' in proc.stderr
   assert not (tmp_path / 'w').exists()
+
+
+def test_train_step_path_imports_no_tensorflow(env):
+  """The GPU benchmark path (train_lib, losses, optim, the benchmark) needs no tf/clu/tfds/orbax."""
+  code = ('import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]\n'
+          'from benchmarks import train_step\n'
+          'from dssr_jax import train_lib, losses, optim\n'
+          'print(sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "clu", '
+          '"tensorflow_datasets", "orbax"}))')
+  proc = subprocess.run([sys.executable, '-c', code, str(REPO)], env=env, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == '[]'

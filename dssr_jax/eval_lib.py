@@ -23,7 +23,6 @@ import json
 import math
 import os
 import pathlib
-import tempfile
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -327,16 +326,7 @@ def csv_text(report: Mapping[str, Any]) -> str:
 
 
 def _write_text(path: pathlib.Path, text: str) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.tmp', dir=path.parent)
-  try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  infer._atomic_write(path, lambda p: pathlib.Path(p).write_text(text))  # pylint: disable=protected-access
 
 
 def output_paths(output: os.PathLike | str) -> tuple[pathlib.Path, pathlib.Path]:

@@ -373,6 +373,12 @@ def _png16_bytes(arr: Array) -> bytes:
           chunk(b'IDAT', zlib.compress(raw.tobytes(), 6)) + chunk(b'IEND', b''))
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def _atomic_write(path: pathlib.Path, write: Callable[[str], None]) -> None:
   """Writes through a temporary file in the same folder, renamed into place when complete."""
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -380,6 +386,7 @@ def _atomic_write(path: pathlib.Path, write: Callable[[str], None]) -> None:
   os.close(fd)
   try:
     write(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

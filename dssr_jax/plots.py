@@ -32,10 +32,10 @@ def _pyplot():
   return plt
 
 
-def _save(fig, out: os.PathLike | str) -> pathlib.Path:
+def _save(fig, out: os.PathLike | str, dpi: int = 100) -> pathlib.Path:
   """Saves atomically (temp file + rename), so an existing figure is never left half-written."""
   out = pathlib.Path(out)
-  infer._atomic_write(out, lambda p: fig.savefig(p, dpi=100, format=out.suffix[1:] or 'png'))  # pylint: disable=protected-access
+  infer._atomic_write(out, lambda p: fig.savefig(p, dpi=dpi, format=out.suffix[1:] or 'png'))  # pylint: disable=protected-access
   _pyplot().close(fig)
   return out
 
@@ -144,7 +144,7 @@ def plot_details(details: np.ndarray, stats: Sequence[Mapping[str, np.ndarray]],
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()
-  return _save(fig, out)
+  return _save(fig, out, dpi=72)  # photos in PNG are large; 72 dpi keeps the file small
 
 
 # ----------------------------------------------------------------------------------------------

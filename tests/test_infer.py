@@ -1,5 +1,7 @@
 """Inference: tiling with blending, the x8 self-ensemble, image round trips, the CLI, bad inputs."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -257,6 +259,9 @@ def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path, capsys):
   with Image.open(out / 'a_x2.png') as im:
     assert im.size == (16, 16)
   assert not [p for p in out.iterdir() if p.name.startswith('.')]  # no temp files left
+  umask = os.umask(0)
+  os.umask(umask)
+  assert (out / 'a_x2.png').stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_cli_rejects_bad_flags(tiny_ckpt, tmp_path):

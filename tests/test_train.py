@@ -24,10 +24,11 @@ from dssr_jax import train_loop
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
-# Runs train_and_evaluate on configs/smoke.py with JSON overrides, recording a digest of every
-# batch it feeds to the step; writes params (.npz) and the digests + last metrics (.json).
-DRIVER = r'''
-import hashlib, json, os, sys
+# Runs train_and_evaluate on configs/smoke.py for each job of a JSON list (one process, so the
+# imports are paid once), recording a digest of every batch fed to the step and the log lines.
+# Per job writes <out>.params<process>.npz and <out>.<process>.json (out defaults to the workdir).
+DRIVER = r"""
+import hashlib, json, logging as pylogging, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from absl import logging
@@ -35,27 +36,40 @@ logging.set_verbosity(logging.INFO)
 from configs import smoke
 from dssr_jax import train_lib, train_loop
 import jax
-config = smoke.get_config()
-for k, v in json.loads(sys.argv[3]).items():
-  section, field = k.split('.')
-  config[section][field] = v
-digests = []
+messages = []
+class Collect(pylogging.Handler):
+  def emit(self, record):
+    messages.append(record.getMessage())
+pylogging.getLogger().addHandler(Collect())
 global_batch = train_lib.global_batch
-nan_steps = [int(s) for s in os.environ.get('NAN_STEPS', '').split(',') if s]
-def recording(local, mesh):
-  if len(digests) + 1 in nan_steps:  # 1-based step numbers whose input becomes NaN
-    local = dict(local, lr=np.full_like(local['lr'], np.nan))
-  digests.append(hashlib.sha1(b''.join(np.ascontiguousarray(local[k]).tobytes()
-                                       for k in sorted(local))).hexdigest())
-  return global_batch(local, mesh)
-train_lib.global_batch = recording
-out = train_loop.train_and_evaluate(config, sys.argv[2])
-flat = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(out['params'])}
-np.savez(sys.argv[2] + f'.params{jax.process_index()}.npz', **flat)
-last = {k: np.asarray(v).tolist() for k, v in (out['last_metrics'] or {}).items()}
-json.dump({'step': out['step'], 'digests': digests, 'last': last, 'devices': jax.device_count(),
-           'processes': jax.process_count()}, open(sys.argv[2] + f'.{jax.process_index()}.json', 'w'))
-'''
+for job in json.loads(sys.argv[2]):
+  config = smoke.get_config()
+  for k, v in job.get('overrides', {}).items():
+    section, field = k.split('.')
+    config[section][field] = v
+  digests, nan_steps, messages[:] = [], job.get('nan_steps', []), []
+  def recording(local, mesh):
+    if len(digests) + 1 in nan_steps:  # 1-based step numbers whose input becomes NaN
+      local = dict(local, lr=np.full_like(local['lr'], np.nan))
+    digests.append(hashlib.sha1(b''.join(np.ascontiguousarray(local[k]).tobytes()
+                                         for k in sorted(local))).hexdigest())
+    return global_batch(local, mesh)
+  train_lib.global_batch = recording
+  record = {'devices': jax.device_count(), 'processes': jax.process_count()}
+  try:
+    out = train_loop.train_and_evaluate(config, job['workdir'])
+  except Exception as e:  # pylint: disable=broad-except
+    record['error'] = f'{type(e).__name__}: {e}'
+  else:
+    flat = {jax.tree_util.keystr(p): v
+            for p, v in jax.tree_util.tree_leaves_with_path(out['params'])}
+    np.savez(job['out'] + f'.params{jax.process_index()}.npz', **flat)
+    record['step'] = out['step']
+    record['last'] = {k: np.asarray(v).tolist() for k, v in (out['last_metrics'] or {}).items()}
+  record.update(digests=digests, log=list(messages))
+  with open(job['out'] + f'.{jax.process_index()}.json', 'w') as f:
+    json.dump(record, f)
+"""
 
 
 @pytest.fixture(scope='module')
@@ -70,21 +84,26 @@ def env(tmp_path_factory):
   return e
 
 
-def drive(workdir, env, devices=1, timeout=300, nan_steps='', fail=False, **overrides):
-  """Runs DRIVER; returns (json record, params dict, stderr), or stderr when `fail`."""
-  env = dict(env, NAN_STEPS=nan_steps)
+class Run:
+  """One job's outcome: record (json), params (dict of arrays, absent on error), log text."""
+
+  def __init__(self, out):
+    self.record = json.loads(pathlib.Path(f'{out}.0.json').read_text())
+    self.log = '\n'.join(self.record['log'])
+    self.error = self.record.get('error')
+    self.params = (None if self.error else dict(np.load(f'{out}.params0.npz')))
+
+
+def drive(jobs, env, devices=1, timeout=400):
+  """Runs DRIVER on jobs [{'workdir', 'overrides', 'nan_steps'}]; returns one Run per job."""
+  env = dict(env)
   if devices > 1:
     env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-  proc = subprocess.run([sys.executable, '-c', DRIVER, str(REPO), str(workdir),
-                         json.dumps(overrides)], env=env, capture_output=True, text=True,
-                        timeout=timeout)
-  if fail:
-    assert proc.returncode != 0
-    return proc.stderr
+  jobs = [dict(j, workdir=str(j['workdir']), out=str(j.get('out', j['workdir']))) for j in jobs]
+  proc = subprocess.run([sys.executable, '-c', DRIVER, str(REPO), json.dumps(jobs)], env=env,
+                        capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  record = json.loads(pathlib.Path(f'{workdir}.0.json').read_text())
-  params = dict(np.load(f'{workdir}.params0.npz'))
-  return record, params, proc.stderr
+  return [Run(j['out']) for j in jobs]
 
 
 def assert_params_close(a, b, tol):
@@ -94,42 +113,62 @@ def assert_params_close(a, b, tol):
 
 
 @pytest.fixture(scope='module')
-def two_steps(tmp_path_factory, env):
-  """The smoke run: 2 steps on one device (the reference for the other tests)."""
-  workdir = tmp_path_factory.mktemp('smoke') / 'w'
-  record, params, log = drive(workdir, env)
-  return workdir, record, params, log
+def runs(tmp_path_factory, env):
+  """Every one-device run, in one process: smoke (2 steps) and resume to 4 in the same workdir,
+  4 straight, 1 step, a NaN batch at step 2, NaN batches at steps 2 and 3 with max_bad_steps 2."""
+  d = tmp_path_factory.mktemp('runs')
+  jobs = {
+      'smoke': {'workdir': d / 'smoke'},
+      'resumed': {'workdir': d / 'smoke', 'out': d / 'resumed', 'overrides': {'train.num_steps': 4}},
+      'straight': {'workdir': d / 'straight', 'overrides': {'train.num_steps': 4}},
+      'one': {'workdir': d / 'one', 'overrides': {'train.num_steps': 1}},
+      'skip': {'workdir': d / 'skip', 'nan_steps': [2]},
+      'stop': {'workdir': d / 'stop', 'nan_steps': [2, 3],
+               'overrides': {'train.num_steps': 5, 'train.max_bad_steps': 2}},
+  }
+  out = dict(zip(jobs, drive(list(jobs.values()), env)))
+  out['dir'] = d
+  return out
 
 
-def test_smoke_two_steps(two_steps):
-  workdir, record, params, _ = two_steps
-  assert record['step'] == 2 and len(record['digests']) == 2
-  assert np.isfinite(record['last']['loss']) and record['last']['finite']
-  assert len(record['last']['pix']) == len(record['last']['detail']) == 2  # T = 2 terms each
-  assert list(workdir.glob('events.out.tfevents.*')), 'no TensorBoard event file'
-  loaded, model_config, step = checkpoint.load_params(workdir)
+def test_smoke_two_steps(runs):
+  run = runs['smoke']
+  assert run.error is None and run.record['step'] == 2 and len(run.record['digests']) == 2
+  assert np.isfinite(run.record['last']['loss']) and run.record['last']['finite']
+  assert len(run.record['last']['pix']) == len(run.record['last']['detail']) == 2  # T = 2
+  assert list((runs['dir'] / 'smoke').glob('events.out.tfevents.*')), 'no TensorBoard event file'
+  _, model_config, step = checkpoint.load_params((runs['dir'] / 'smoke') / 'checkpoints' / '2')
   assert step == 2 and model_config == smoke.get_config().model.to_dict()
-  assert sum(np.asarray(v).size for v in params.values()) > 0
 
 
-def test_resume_equals_straight_run(two_steps, tmp_path, env):
+def test_resume_equals_straight_run(runs):
   """2 steps, stop, resume to 4 == 4 steps straight: same batches, identical params."""
-  workdir, first, _, _ = two_steps
-  resumed, params_resumed, log = drive(workdir, env, **{'train.num_steps': 4})
-  assert 'Resumed from checkpoint at step 2' in log
-  straight, params_straight, _ = drive(tmp_path / 'straight', env, **{'train.num_steps': 4})
-  assert first['digests'] + resumed['digests'] == straight['digests']
-  assert len(set(straight['digests'])) == 4
-  assert_params_close(params_resumed, params_straight, 0)
-  assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir()) == [2, 4]
+  first, resumed, straight = runs['smoke'], runs['resumed'], runs['straight']
+  assert 'Resumed from checkpoint at step 2' in resumed.log
+  assert 'Resumed' not in straight.log
+  assert first.record['digests'] + resumed.record['digests'] == straight.record['digests']
+  assert len(set(straight.record['digests'])) == 4
+  assert_params_close(resumed.params, straight.params, 0)
+  assert sorted(int(p.name) for p in ((runs['dir'] / 'smoke') / 'checkpoints').iterdir()) == [2, 4]
 
 
-def test_eight_devices_match_one(two_steps, tmp_path, env):
+def test_non_finite_steps_are_skipped_then_stop(runs):
+  """A NaN batch leaves params (and Adam) as they were; too many in a row stop the run."""
+  skip = runs['skip']
+  assert not skip.record['last']['finite'] and skip.record['last']['bad_steps'] == 1
+  assert 'step 2: non-finite loss or gradient, update skipped (1 in a row)' in skip.log
+  assert_params_close(skip.params, runs['one'].params, 0)
+  meta = json.loads((runs['dir'] / 'skip' / 'checkpoints' / '2' / 'meta' / 'metadata').read_text())
+  assert meta['skipped'] == 1 and meta['step'] == 2
+  assert 'BadStepsError: 2 consecutive steps (up to step 3) had a non-finite' in runs['stop'].error
+
+
+def test_eight_devices_match_one(runs, tmp_path, env):
   """Batch of 8 split over 8 fake CPU devices == 1 device on the same global batch."""
-  _, one, params_one, _ = two_steps
-  eight, params_eight, _ = drive(tmp_path / 'eight', env, devices=8)
-  assert eight['devices'] == 8 and eight['digests'] == one['digests']
-  assert_params_close(params_eight, params_one, 1e-5)
+  eight = drive([{'workdir': tmp_path / 'eight'}], env, devices=8)[0]
+  assert eight.record['devices'] == 8
+  assert eight.record['digests'] == runs['smoke'].record['digests']
+  assert_params_close(eight.params, runs['smoke'].params, 1e-5)
 
 
 def _free_port():
@@ -138,34 +177,34 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_match_one(two_steps, tmp_path, env):
+def test_two_processes_match_one(runs, tmp_path, env):
   """Two processes on localhost (jax.distributed, gloo CPU collectives), 4 rows each."""
-  _, one, params_one, _ = two_steps
   env = dict(env, JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo')
   port, workdir = _free_port(), tmp_path / 'multi'
   code = DRIVER.replace(
-      'import jax\n', 'import jax\njax.distributed.initialize(f"localhost:{sys.argv[4]}", 2, '
-      'int(sys.argv[5]))\n', 1)
-  procs = [subprocess.Popen([sys.executable, '-c', code, str(REPO), str(workdir), '{}', str(port),
-                             str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in range(2)]
+      'import jax\n', 'import jax\njax.distributed.initialize(f"localhost:{sys.argv[3]}", 2, '
+      'int(sys.argv[4]))\n', 1)
+  jobs = json.dumps([{'workdir': str(workdir), 'out': str(workdir)}])
+  procs = [subprocess.Popen([sys.executable, '-c', code, str(REPO), jobs, str(port), str(i)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
   for p in procs:
-    _, err = p.communicate(timeout=300)
+    _, err = p.communicate(timeout=400)
     assert p.returncode == 0, err[-3000:]
-  record = json.loads(pathlib.Path(f'{workdir}.0.json').read_text())
-  assert record['processes'] == 2 and record['devices'] == 2
-  params = dict(np.load(f'{workdir}.params0.npz'))
-  assert_params_close(params, params_one, 1e-5)
+  run = Run(workdir)
+  assert run.error is None, run.error
+  assert run.record['processes'] == 2 and run.record['devices'] == 2
+  assert_params_close(run.params, runs['smoke'].params, 1e-5)
 
 
-def test_sigterm_saves_and_resumes(tmp_path, env, two_steps):
+def test_sigterm_saves_and_resumes(tmp_path, env, runs):
   """SIGTERM mid-run: a checkpoint of the last finished step, exit 0, and training resumes."""
   workdir = tmp_path / 'term'
   cmd = [sys.executable, str(REPO / 'train.py'), '--config=configs/smoke.py',
          f'--workdir={workdir}', '--config.train.num_steps=100000']
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
-  lines, deadline = [], time.time() + 240
+  lines, deadline = [], time.time() + 300
   for line in proc.stdout:  # Logged once per step (log_every=1): wait for the third.
     lines.append(line)
     if '] train/' in line and sum('] train/' in l for l in lines) >= 3:
@@ -178,22 +217,9 @@ def test_sigterm_saves_and_resumes(tmp_path, env, two_steps):
   assert 'SIGTERM received: saved checkpoint at step' in log
   steps = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir())
   assert len(steps) == 1 and 3 <= steps[0] < 100000
-  record, _, log = drive(workdir, env, **{'train.num_steps': steps[0] + 1})
-  assert f'Resumed from checkpoint at step {steps[0]}' in log and record['step'] == steps[0] + 1
-
-
-def test_non_finite_steps_are_skipped_then_stop(tmp_path, env, two_steps):
-  """A NaN batch leaves params (and Adam) as they were; too many in a row stop the run."""
-  one, params_one, _ = drive(tmp_path / 'one', env, **{'train.num_steps': 1})
-  skipped, params_skipped, log = drive(tmp_path / 'skip', env, nan_steps='2')
-  assert not skipped['last']['finite'] and skipped['last']['bad_steps'] == 1
-  assert 'step 2: non-finite loss or gradient, update skipped (1 in a row)' in log
-  assert_params_close(params_skipped, params_one, 0)
-  meta = json.loads((tmp_path / 'skip' / 'checkpoints' / '2' / 'meta' / 'metadata').read_text())
-  assert meta['skipped'] == 1 and meta['step'] == 2
-  log = drive(tmp_path / 'stop', env, nan_steps='2,3', fail=True,
-              **{'train.num_steps': 5, 'train.max_bad_steps': 2})
-  assert '2 consecutive steps (up to step 3) had a non-finite loss or gradient' in log
+  run = drive([{'workdir': workdir, 'overrides': {'train.num_steps': steps[0] + 1}}], env)[0]
+  assert f'Resumed from checkpoint at step {steps[0]}' in run.log
+  assert run.record['step'] == steps[0] + 1
 
 
 def test_benchmark_script_runs_small(env):
@@ -211,8 +237,8 @@ def test_benchmark_script_runs_small(env):
   assert 'device: cpu x1' in proc.stdout
 
 
-def test_other_network_in_workdir_is_refused(two_steps):
-  workdir = two_steps[0]
+def test_other_network_in_workdir_is_refused(runs):
+  workdir = runs['dir'] / 'smoke'
   before = sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*'))
   config = smoke.get_config()
   config.model.channels = 16

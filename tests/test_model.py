@@ -76,7 +76,8 @@ def test_scan_equals_unrolled_loop_and_remat(tiny_x2):
   np.testing.assert_allclose(ref['sr'], ref['steps'].mean(0), atol=1e-6)
   # The steps differ: the carry really moves between them.
   assert float(jnp.abs(ref['steps'][0] - ref['steps'][1]).max()) > 1e-4
-  for kw in (dict(unroll=True), dict(remat=True), dict(unroll=True, remat=True),
+  for kw in (dict(unroll=True), dict(scan_unroll=False), dict(remat=True),
+             dict(unroll=True, remat=True), dict(scan_unroll=False, remat=True),
              dict(up_impl='dilated', down_impl='space_to_depth')):
     other = model.clone(**kw)
     assert jax.tree_util.tree_structure(_shapes(other, 6, 7)) == \

@@ -122,7 +122,7 @@ def main(argv=None) -> list[dict]:
     return []
   base = model_overrides(args)
   results = []
-  header = (f'{"scale":>5} {"dtype":>8} {"remat":>5} {"ms/step":>9} {"TFLOP/step":>10} '
+  header = (f'{"scale":>5} {"dtype":>8} {"remat":>5} {"ms/step":>9} {"GFLOP/step":>10} '
             f'{"TFLOP/s":>8} {"peak GB":>8}  compile s')
   print(header, flush=True)
   for scale, dtype, remat in itertools.product(args.scales, args.dtypes, args.remat):
@@ -137,8 +137,8 @@ def main(argv=None) -> list[dict]:
       continue
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     results.append(r)
-    tfs = f'{r["tflops_per_s"]:8.2f}' if r['tflops_per_s'] else f'{"n/a":>8}'
-    print(f'{scale:>5} {dtype:>8} {remat:>5} {r["ms_per_step"]:9.1f} {r["tflop_per_step"]:10.3f} '
+    tfs = f'{r["tflops_per_s"]:8.4g}' if r['tflops_per_s'] else f'{"n/a":>8}'
+    print(f'{scale:>5} {dtype:>8} {remat:>5} {r["ms_per_step"]:9.1f} {1e3 * r["tflop_per_step"]:10.4g} '
           f'{tfs} {r["peak_gb"]:8.2f}  {r["compile_s"]:.1f}', flush=True)
   if results and 'device' in results[0]:
     r = results[0]

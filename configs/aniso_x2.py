@@ -13,9 +13,4 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.model.scale = 2
-  config.data.source = 'folders'
-  config.data.folders = ('data/DIV2K_train_HR', 'data/Flickr2K_HR')
-  config.data.degradation = 'aniso'
-  return config
+  return default.get_paper_config(2, 'aniso')

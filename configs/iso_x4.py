@@ -14,10 +14,4 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.model.scale = 4
-  config.data.source = 'folders'
-  config.data.folders = ('data/DIV2K_train_HR', 'data/Flickr2K_HR')
-  config.data.degradation = 'iso'
-  config.train.val_dir = 'data/benchmark/Set5'
-  return config
+  return default.get_paper_config(4, 'iso')

@@ -72,7 +72,8 @@ class DSSR(nn.Module):
   `unroll` runs the steps as a Python loop over the same module (same params) instead of nn.scan;
   `scan_unroll` (default True) lets nn.scan emit its T steps unrolled (`unroll=T`): the carry, the
   shared params and the stacked outputs are the scan's, but XLA:CPU no longer runs the backward
-  pass as a rolled while loop, which measured 25x slower (small network, 2 CPU cores);
+  pass as a rolled while loop, which measured 25x slower (small network, 2 CPU cores); with
+  `remat` the loop stays rolled, the only form in which XLA honoured the rematerialisation;
   `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params).
   """
   scale: int
@@ -133,11 +134,14 @@ class DSSR(nn.Module):
         outs.append(out)
       steps, details = (jnp.stack(o) for o in zip(*outs))
     else:
-      # prevent_cse=False is safe (and faster) inside a scan: the loop already blocks CSE.
+      # remat keeps the loop rolled: unrolled (nn.scan's unroll or a Python loop), XLA:CPU kept
+      # every step's activations anyway (compiled temp memory unchanged by remat; x4 batch 8 ran
+      # out of 24 GB). A rolled loop already blocks CSE, so remat needs no barrier of its own.
       step_cls = nn.remat(Step, prevent_cse=False) if self.remat else Step
+      unroll = self.num_steps if (self.scan_unroll and not self.remat) else 1
       scan = nn.scan(step_cls, variable_broadcast='params', split_rngs={'params': False},
                      in_axes=(nn.broadcast, nn.broadcast), length=self.num_steps,
-                     unroll=self.num_steps if self.scan_unroll else 1)
+                     unroll=unroll)
       carry, (steps, details) = scan(**kw)(carry, bic, f_in)
     return {'sr': jnp.mean(steps, axis=0), 'steps': steps, 'details': details}
 

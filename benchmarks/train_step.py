@@ -44,6 +44,8 @@ def parse_args(argv=None):
   p.add_argument('--recon-blocks', type=int)
   p.add_argument('--num-steps', type=int, help='T')
   p.add_argument('--json', help='also write the results to this JSON file')
+  p.add_argument('--compile-only', action='store_true',
+                 help='compile and report FLOPs and XLA memory without running (slow CPUs)')
   p.add_argument('--child', help=argparse.SUPPRESS)  # One configuration, JSON on the last line.
   args = p.parse_args(argv)
   if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 2:
@@ -94,6 +96,15 @@ def run_one(spec: dict) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', 0.0)) if cost else 0.0
+  # XLA's own buffer assignment: the device memory the step needs (state, batch, temporaries).
+  mem = compiled.memory_analysis()
+  compiled_gb = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+                 - mem.alias_size_in_bytes) / 1e9 if mem else None
+  if spec.get('compile_only'):
+    return dict(spec, ms_per_step=None, tflops_per_s=None, tflop_per_step=flops / 1e12,
+                peak_gb=None, peak_kind='not run', compiled_gb=compiled_gb, compile_s=compile_s,
+                device=str(jax.devices()[0].device_kind), num_devices=jax.device_count(),
+                jax_version=jax.__version__)
 
   for _ in range(spec['warmup']):
     state, metrics = compiled(state, batch)
@@ -111,7 +122,7 @@ def run_one(spec: dict) -> dict:
   ms = 1e3 * statistics.median(times)
   return dict(spec, ms_per_step=ms, tflops_per_s=flops / (ms * 1e-3) / 1e12 if flops else None,
               tflop_per_step=flops / 1e12, peak_gb=peak / 1e9, peak_kind=peak_kind,
-              compile_s=compile_s, loss=loss, device=str(jax.devices()[0].device_kind),
+              compiled_gb=compiled_gb, compile_s=compile_s, loss=loss, device=str(jax.devices()[0].device_kind),
               num_devices=jax.device_count(), jax_version=jax.__version__)
 
 
@@ -123,23 +134,28 @@ def main(argv=None) -> list[dict]:
   base = model_overrides(args)
   results = []
   header = (f'{"scale":>5} {"dtype":>8} {"remat":>5} {"ms/step":>9} {"GFLOP/step":>10} '
-            f'{"TFLOP/s":>8} {"peak GB":>8}  compile s')
+            f'{"TFLOP/s":>8} {"peak GB":>8} {"XLA GB":>7}  compile s')
   print(header, flush=True)
   for scale, dtype, remat in itertools.product(args.scales, args.dtypes, args.remat):
     spec = dict(model=dict(base, scale=scale, dtype=dtype, remat=remat == 'on'),
-                batch=args.batch, patch=args.patch, steps=args.steps, warmup=args.warmup)
+                batch=args.batch, patch=args.patch, steps=args.steps, warmup=args.warmup,
+                compile_only=args.compile_only)
     proc = subprocess.run([sys.executable, __file__, '--child', json.dumps(spec)],
                           capture_output=True, text=True, cwd=REPO, env=dict(os.environ))
     if proc.returncode:
       tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+      if proc.returncode < 0:  # e.g. SIGKILL from the kernel's out-of-memory killer
+        tail = [f'killed by signal {-proc.returncode} (out of memory?)'] + tail
       print(f'{scale:>5} {dtype:>8} {remat:>5}  failed: {tail}', flush=True)
       results.append(dict(spec, error=tail))
       continue
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     results.append(r)
-    tfs = f'{r["tflops_per_s"]:8.4g}' if r['tflops_per_s'] else f'{"n/a":>8}'
-    print(f'{scale:>5} {dtype:>8} {remat:>5} {r["ms_per_step"]:9.1f} {1e3 * r["tflop_per_step"]:10.4g} '
-          f'{tfs} {r["peak_gb"]:8.2f}  {r["compile_s"]:.1f}', flush=True)
+    fmt = lambda v, spec, width: format(v, spec) if v is not None else f'{"n/a":>{width}}'
+    print(f'{scale:>5} {dtype:>8} {remat:>5} {fmt(r["ms_per_step"], "9.1f", 9)} '
+          f'{1e3 * r["tflop_per_step"]:10.4g} {fmt(r["tflops_per_s"], "8.4g", 8)} '
+          f'{fmt(r["peak_gb"], "8.2f", 8)} {fmt(r["compiled_gb"], "7.2f", 7)}  '
+          f'{r["compile_s"]:.1f}', flush=True)
   if results and 'device' in results[0]:
     r = results[0]
     print(f'device: {r["device"]} x{r["num_devices"]}, jax {r["jax_version"]}, batch {args.batch}, '

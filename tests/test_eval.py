@@ -7,10 +7,11 @@ import math
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
+
+import helpers
 
 from dssr_jax import checkpoint
 from dssr_jax import eval_lib
@@ -36,22 +37,10 @@ def _q(x):
   return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
-def _random_params(model, seed=0):
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
-                          jax.ShapeDtypeStruct((1, 8, 8, 3), np.float32))['params']
-  rng = np.random.default_rng(seed)
-
-  def draw(x):
-    bound = 1 / np.sqrt(int(np.prod(x.shape[:-1])) if len(x.shape) > 1 else x.shape[0])
-    return rng.uniform(-bound, bound, x.shape).astype(np.float32)
-
-  return jax.tree_util.tree_map(draw, shapes)
-
-
 @pytest.fixture(scope='module')
 def tiny_ckpt(tmp_path_factory):
   d = tmp_path_factory.mktemp('tiny')
-  checkpoint.save_params(d, _random_params(model_lib.DSSR(**TINY)), TINY, step=1)
+  checkpoint.save_params(d, helpers.random_params(model_lib.DSSR(**TINY)), TINY, step=1)
   return d
 
 

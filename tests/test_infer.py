@@ -119,33 +119,19 @@ def test_merge_model_config():
 # ------------------------------------------------------------------------------------------------
 # With a real network: a tiny randomly initialised one, and the authors' converted fixture weights.
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import helpers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
 
 
-def random_params(model, seed=0):
-  """PyTorch-default-like U(-1/sqrt(fan_in), +) weights for `model`, without running its init."""
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
-                          jax.ShapeDtypeStruct((1, 8, 8, 3), np.float32))['params']
-  rng = np.random.default_rng(seed)
-
-  def draw(x):
-    fan_in = int(np.prod(x.shape[:-1])) if len(x.shape) > 1 else x.shape[0]
-    bound = 1 / np.sqrt(fan_in)
-    return rng.uniform(-bound, bound, x.shape).astype(np.float32)
-
-  return jax.tree_util.tree_map(draw, shapes)
-
-
 @pytest.fixture(scope='module')
 def tiny_ckpt(tmp_path_factory):
   d = tmp_path_factory.mktemp('tiny')
-  checkpoint.save_params(d, random_params(model_lib.DSSR(**TINY)), TINY, step=3)
+  checkpoint.save_params(d, helpers.random_params(model_lib.DSSR(**TINY)), TINY, step=3)
   return d
 
 

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers
+
 from dssr_jax import convert
 from dssr_jax import losses
 from dssr_jax import model as model_lib
@@ -51,23 +53,11 @@ def test_paper_parameter_counts(scale, count):
   assert paper == count + 128 * 3 * 9 + 128
 
 
-def _random_params(model, seed=0, h=6, w=7):
-  """Params of PyTorch-init magnitude drawn in numpy: a jitted `init` of the whole network costs
-  ~20 s of XLA compilation (threefry per tensor) on 2 cores; init itself is tested in test_layers."""
-  rng = np.random.default_rng(seed)
-  flat = flax.traverse_util.flatten_dict(_shapes(model, h, w))
-  out = {}
-  for path, v in flat.items():
-    fan_in = int(np.prod(v.shape[:-1])) if len(v.shape) == 4 else v.shape[0]
-    out[path] = jnp.asarray(rng.uniform(-1, 1, v.shape) / np.sqrt(fan_in), jnp.float32)
-  return flax.traverse_util.unflatten_dict(out)
-
-
 @pytest.fixture(scope='module')
 def tiny_x2():
   model = model_lib.DSSR(2, num_steps=3, channels=16, struct_blocks=1, recon_blocks=1)
   lr = jnp.asarray(np.random.default_rng(1).random((2, 6, 7, 3)), jnp.float32)
-  return model, _random_params(model), lr
+  return model, helpers.random_params(model), lr
 
 
 def test_scan_equals_unrolled_loop_and_remat(tiny_x2):
@@ -129,7 +119,7 @@ HEADS = {'affine': {'conv_gama', 'conv_beta'}, 'add': set(), 'concat': {'conv_fu
 def test_variants_build_and_run(kw, present, absent):
   model = model_lib.DSSR(2, **TINY, **kw)
   lr = jnp.asarray(np.random.default_rng(0).random((1, 6, 5, 3)), jnp.float32)
-  params = _random_params(model, h=6, w=5)
+  params = helpers.random_params(model)
   out = jax.jit(model.apply)({'params': params}, lr)
   step = params['step']
   assert present <= set(step) and not absent & set(step)

@@ -1,0 +1,23 @@
+"""Helpers shared by test files (plain functions; fixtures live in conftest.py)."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def random_params(model, seed=0, h=8, w=8):
+  """Params of PyTorch-init magnitude, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn in numpy.
+
+  A jitted `init` of the whole network costs ~15-20 s of XLA compilation on 2 cores (threefry per
+  tensor); `init` itself is tested in test_layers. `h`, `w`: the LR size used to trace shapes.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))['params']
+  rng = np.random.default_rng(seed)
+  flat = flax.traverse_util.flatten_dict(shapes)
+  out = {}
+  for path, v in flat.items():
+    fan_in = int(np.prod(v.shape[:-1])) if len(v.shape) > 1 else v.shape[0]
+    out[path] = jnp.asarray(rng.uniform(-1, 1, v.shape) / np.sqrt(fan_in), jnp.float32)
+  return flax.traverse_util.unflatten_dict(out)

@@ -62,6 +62,13 @@ def _conv(x, kernel, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=None):
       x, kernel, (stride, stride), padding, lhs_dilation=lhs_dilation, dimension_numbers=_DN)
 
 
+def _kernel_and_bias(module: nn.Module, k: int, cin: int, features: int, fan_in: int):
+  """`module`'s float32 `kernel` [k, k, cin, features] and `bias`, PyTorch-initialised for fan_in."""
+  init = torch_uniform(fan_in)
+  return (module.param('kernel', init, (k, k, cin, features)),
+          module.param('bias', init, (features,)))
+
+
 class Conv(nn.Module):
   """k x k convolution with bias and zero padding (k-1)//2 (PyTorch Conv2d, default init)."""
   features: int
@@ -71,9 +78,7 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x):
     k, cin = self.kernel_size, x.shape[-1]
-    init = torch_uniform(cin * k * k)
-    w = self.param('kernel', init, (k, k, cin, self.features))
-    b = self.param('bias', init, (self.features,))
+    w, b = _kernel_and_bias(self, k, cin, self.features, fan_in=cin * k * k)
     p = (k - 1) // 2
     y = _conv(x.astype(self.dtype), w.astype(self.dtype), padding=((p, p), (p, p)))
     return y + b.astype(self.dtype)
@@ -130,9 +135,8 @@ class Up(nn.Module):
     k, s, p = RESAMPLE[self.scale]
     cin = x.shape[-1]
     # PyTorch's fan_in for a ConvTranspose2d weight [in, out, k, k] is out*k*k.
-    init = torch_uniform(self.features * k * k)
-    w = self.param('kernel', init, (k, k, cin, self.features)).astype(self.dtype)
-    b = self.param('bias', init, (self.features,)).astype(self.dtype)
+    w, b = _kernel_and_bias(self, k, cin, self.features, fan_in=self.features * k * k)
+    w, b = w.astype(self.dtype), b.astype(self.dtype)
     x = x.astype(self.dtype)
     if self.impl == 'dilated':
       q = k - 1 - p
@@ -178,9 +182,8 @@ class Down(nn.Module):
   def __call__(self, x):
     k, s, p = RESAMPLE[self.scale]
     cin = x.shape[-1]
-    init = torch_uniform(cin * k * k)
-    w = self.param('kernel', init, (k, k, cin, self.features)).astype(self.dtype)
-    b = self.param('bias', init, (self.features,)).astype(self.dtype)
+    w, b = _kernel_and_bias(self, k, cin, self.features, fan_in=cin * k * k)
+    w, b = w.astype(self.dtype), b.astype(self.dtype)
     x = x.astype(self.dtype)
     if self.impl == 'strided':
       return _conv(x, w, stride=s, padding=((p, p), (p, p))) + b

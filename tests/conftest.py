@@ -5,6 +5,8 @@ import pathlib
 
 import pytest
 
+import helpers
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # ../shared beside the checkout; DSSR_SHARED points elsewhere when the checkout moved.
 SHARED = pathlib.Path(os.environ.get('DSSR_SHARED', REPO.parent / 'shared'))
@@ -30,4 +32,15 @@ def benchmark_dir(shared_dir) -> pathlib.Path:
   d = shared_dir / 'data' / 'benchmark'
   if not d.is_dir():
     pytest.skip(f'{d} is absent')
+  return d
+
+
+@pytest.fixture(scope='session')
+def tiny_ckpt(tmp_path_factory) -> pathlib.Path:
+  """A checkpoint of the `helpers.TINY` network with random PyTorch-scale weights."""
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  d = tmp_path_factory.mktemp('tiny')
+  params = helpers.random_params(model_lib.DSSR(**helpers.TINY))
+  checkpoint.save_params(d, params, helpers.TINY, step=1)
   return d

@@ -21,3 +21,7 @@ def random_params(model, seed=0, h=8, w=8):
     fan_in = int(np.prod(v.shape[:-1])) if len(v.shape) > 1 else v.shape[0]
     out[path] = jnp.asarray(rng.uniform(-1, 1, v.shape) / np.sqrt(fan_in), jnp.float32)
   return flax.traverse_util.unflatten_dict(out)
+
+
+# A network small enough to compile in seconds, for end-to-end tests of eval and inference.
+TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)

@@ -21,7 +21,7 @@ from dssr_jax import metrics
 from dssr_jax import model as model_lib
 
 REPO = __import__('pathlib').Path(__file__).resolve().parent.parent
-TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
+TINY = helpers.TINY
 
 
 @dataclasses.dataclass
@@ -35,13 +35,6 @@ class Rec:
 
 def _q(x):
   return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-
-@pytest.fixture(scope='module')
-def tiny_ckpt(tmp_path_factory):
-  d = tmp_path_factory.mktemp('tiny')
-  checkpoint.save_params(d, helpers.random_params(model_lib.DSSR(**TINY)), TINY, step=1)
-  return d
 
 
 @pytest.fixture(scope='module')

@@ -125,14 +125,7 @@ import helpers  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
-
-
-@pytest.fixture(scope='module')
-def tiny_ckpt(tmp_path_factory):
-  d = tmp_path_factory.mktemp('tiny')
-  checkpoint.save_params(d, helpers.random_params(model_lib.DSSR(**TINY)), TINY, step=3)
-  return d
+TINY = helpers.TINY
 
 
 @pytest.fixture(scope='module')

@@ -31,7 +31,8 @@ SRFn = Callable[[Array], Any]
 # valid with the values it was trained with. The others (dtype, remat, ...) are run-time choices.
 STRUCTURAL_KEYS = ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps', 'modulation',
                    'affine_on', 'paper_text')
-RUNTIME_KEYS = ('dtype', 'remat', 'unroll', 'up_impl', 'down_impl', 'conv_impl')
+RUNTIME_KEYS = ('dtype', 'remat', 'unroll', 'scan_unroll', 'up_impl', 'down_impl',
+                'bicubic_dense')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp')
 LIST_EXTENSIONS = ('.txt', '.lst')
 

@@ -30,6 +30,7 @@ class Step(nn.Module):
   paper_text: bool = False
   up_impl: str = 'phases'
   down_impl: str = 'strided'
+  bicubic_dense: bool | None = None
 
   @nn.compact
   def __call__(self, carry, bic, f_in):
@@ -53,9 +54,10 @@ class Step(nn.Module):
     y = layers.Down(s, c, dt, self.down_impl, name='down')(up_st)
     if lr_on:
       if self.paper_text:  # P2: own 3->C conv on the bicubic-downsampled 3-channel detail map
-        d_lr = layers.Conv(c, dtype=dt, name='conv2_lr')(resize.torch_bicubic_down(detail, s))
+        d_lr = layers.Conv(c, dtype=dt, name='conv2_lr')(
+            resize.torch_bicubic_down(detail, s, self.bicubic_dense))
       else:
-        d_lr = resize.torch_bicubic_down(d_f, s)
+        d_lr = resize.torch_bicubic_down(d_f, s, self.bicubic_dense)
       y = layers.Modulation(c, self.modulation, False, dt, name='spatial_trans2')(y, d_lr)
     hidden = y + (f_in if self.paper_text else feat)  # P3: paper adds F_in, code adds feat
     out = layers.Tail(s, c, dt, name='UPNet')(
@@ -74,7 +76,9 @@ class DSSR(nn.Module):
   shared params and the stacked outputs are the scan's, but XLA:CPU no longer runs the backward
   pass as a rolled while loop, which measured 25x slower (small network, 2 CPU cores); with
   `remat` the loop stays rolled, the only form in which XLA honoured the rematerialisation;
-  `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params).
+  `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params);
+  `bicubic_dense` the form of the in-network bicubic downsampling (None: by backend, see
+  `resize.resize_with`).
   """
   scale: int
   channels: int = 128
@@ -90,6 +94,7 @@ class DSSR(nn.Module):
   scan_unroll: bool = True
   up_impl: str = 'phases'
   down_impl: str = 'strided'
+  bicubic_dense: bool | None = None
 
   def __post_init__(self):
     def bad(field, allowed):
@@ -123,7 +128,7 @@ class DSSR(nn.Module):
     kw = dict(scale=self.scale, channels=self.channels, struct_blocks=self.struct_blocks,
               recon_blocks=self.recon_blocks, dtype=self.dtype, modulation=self.modulation,
               affine_on=self.affine_on, paper_text=self.paper_text, up_impl=self.up_impl,
-              down_impl=self.down_impl, name='step')
+              down_impl=self.down_impl, bicubic_dense=self.bicubic_dense, name='step')
     carry = (f_in, f_in)  # the hidden state starts as the head features
     if self.unroll:
       step_cls = nn.remat(Step) if self.remat else Step

@@ -75,16 +75,18 @@ def _band(m: np.ndarray):
   return first, w
 
 
-def _apply_axis(x: jax.Array, m: np.ndarray, axis: int) -> jax.Array:
+def _apply_axis(x: jax.Array, m: np.ndarray, axis: int, dense: bool) -> jax.Array:
   """out[..., o, ...] = sum_i m[o, i] x[..., i, ...] along `axis`.
 
-  Each row has at most 4 non-zeros, so the sum is taken over 4 static gathers (one fused
-  elementwise pass) rather than a dense matmul that is >98% multiplications by zero.
+  `dense=False`: each row has at most 4 non-zeros, so the sum is taken over 4 static gathers (one
+  fused elementwise pass) rather than a dense matmul that is >98% multiplications by zero; the
+  fastest form on CPU. `dense=True`: one matmul, whose gradient is a matmul too; on GPU the
+  gathers' gradient is a scatter-add, which costs more than the wasted multiplications.
   """
   n_out, n_in = m.shape
   shape = [1] * x.ndim
   shape[axis] = n_out
-  if n_in < 4:  # too short for a 4-wide band: the dense product is tiny anyway
+  if dense or n_in < 4:  # (too short for a 4-wide band: the dense product is tiny anyway)
     y = jnp.tensordot(jnp.asarray(m, x.dtype), x, axes=((1,), (axis,)),
                       precision=jax.lax.Precision.HIGHEST)
     return jnp.moveaxis(y, 0, axis)
@@ -96,9 +98,16 @@ def _apply_axis(x: jax.Array, m: np.ndarray, axis: int) -> jax.Array:
   return y
 
 
-def resize_with(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
-  """Applies per-axis matrices to NHWC `x`: out[b,o,p,c] = sum mh[o,h] mw[p,w] x[b,h,w,c]."""
-  return _apply_axis(_apply_axis(x, mh, 1), mw, 2)
+def resize_with(x: jax.Array, mh: np.ndarray, mw: np.ndarray, dense: bool | None = None
+                ) -> jax.Array:
+  """Applies per-axis matrices to NHWC `x`: out[b,o,p,c] = sum mh[o,h] mw[p,w] x[b,h,w,c].
+
+  `dense=None` picks the faster form for the default backend: banded gathers on CPU, matmuls
+  elsewhere (see `_apply_axis`).
+  """
+  if dense is None:
+    dense = jax.default_backend() != 'cpu'
+  return _apply_axis(_apply_axis(x, mh, 1, dense), mw, 2, dense)
 
 
 def _check(x, scale, fn):
@@ -108,15 +117,15 @@ def _check(x, scale, fn):
     raise ValueError(f'{fn}: scale must be a positive integer, got {scale!r}')
 
 
-def torch_bicubic_up(x: jax.Array, scale: int) -> jax.Array:
+def torch_bicubic_up(x: jax.Array, scale: int, dense: bool | None = None) -> jax.Array:
   """`F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)` on NHWC."""
   _check(x, scale, 'torch_bicubic_up')
   _, h, w, _ = x.shape
   return resize_with(x, bicubic_matrix(h, h * scale, False, int(scale)),
-                     bicubic_matrix(w, w * scale, False, int(scale)))
+                     bicubic_matrix(w, w * scale, False, int(scale)), dense)
 
 
-def torch_bicubic_down(x: jax.Array, scale: int) -> jax.Array:
+def torch_bicubic_down(x: jax.Array, scale: int, dense: bool | None = None) -> jax.Array:
   """`F.interpolate(x, scale_factor=1/scale, mode='bicubic', align_corners=True)` on NHWC.
 
   The output is `floor(h / scale) x floor(w / scale)`; with align_corners=True PyTorch's source
@@ -126,4 +135,5 @@ def torch_bicubic_down(x: jax.Array, scale: int) -> jax.Array:
   _, h, w, _ = x.shape
   if h < scale or w < scale:
     raise ValueError(f'torch_bicubic_down: input {h}x{w} is smaller than scale {scale}')
-  return resize_with(x, bicubic_matrix(h, h // scale, True), bicubic_matrix(w, w // scale, True))
+  return resize_with(x, bicubic_matrix(h, h // scale, True), bicubic_matrix(w, w // scale, True),
+                     dense)

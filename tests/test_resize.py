@@ -113,7 +113,9 @@ def test_banded_application_equals_dense_matrices(h, w):
   xd = rng.random((1, 4 * h, 3 * w, 2)).astype(np.float32)
   mh, mw = resize.bicubic_matrix(4 * h, 2 * h, True), resize.bicubic_matrix(3 * w, w, True)
   dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, xd.astype(np.float64))
-  np.testing.assert_allclose(resize.resize_with(jnp.asarray(xd), mh, mw), dense, atol=1e-6)
+  for form in (False, True):  # banded gathers (CPU default) and matmuls (GPU default)
+    np.testing.assert_allclose(resize.resize_with(jnp.asarray(xd), mh, mw, dense=form), dense,
+                               atol=1e-6)
 
 
 def test_bad_inputs():

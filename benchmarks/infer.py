@@ -4,13 +4,16 @@ r"""Inference time and peak memory of the paper network (random weights; the val
   python benchmarks/infer.py --cases x2 x4 --repeats 5
   python benchmarks/infer.py --cases tiled2k --tile 256 --overlap 32
   python benchmarks/infer.py --cases tiled2k --max-tiles 2   # a quick memory check, not a timing
+  python benchmarks/infer.py --cases x2_256 full2k tiled2k --dtype bfloat16 --tile 512 \
+      --compile-jobs 3 --repeats 20                  # GPU: compile the cases in parallel first
 
 Each case runs in its own subprocess so that its peak memory is its own: device memory stats
 (`peak_bytes_in_use`) on GPU/TPU; on CPU the process's peak RSS (VmHWM), reset after compilation
 and warm-up so the number is that of inference itself (the peak including compilation is printed
 too). Time per image is the median of `--repeats` runs of the whole `infer` path (host image in,
 SR image back on the host), compilation and one warm-up run excluded. The tiled case is what
-`python -m dssr_jax.infer --tile=N` runs: 1020x678 LR at x2 (a 2K-class 2040x1356 output).
+`python -m dssr_jax.infer --tile=N` runs: 1020x678 LR at x2 (a 2K-class 2040x1356 output);
+`full2k` is the same image in one piece, `x2_256` a 256x256 LR image.
 Needs only jax, flax, numpy, orbax, ml_collections: no tensorflow.
 """
 
@@ -20,15 +23,18 @@ import os
 import pathlib
 import resource
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 CASES = {'x2': dict(scale=2, h=128, w=128), 'x4': dict(scale=4, h=64, w=64),
+         'x2_256': dict(scale=2, h=256, w=256), 'full2k': dict(scale=2, h=678, w=1020),
          'tiled2k': dict(scale=2, h=678, w=1020)}
 
 
@@ -41,11 +47,23 @@ def parse_args(argv=None):
   p.add_argument('--overlap', type=int, default=32, help='LR overlap for the tiled case')
   p.add_argument('--max-tiles', type=int, default=0,
                  help='tiled case: stop after this many tiles (memory check only; 0 = all)')
-  p.add_argument('--json', help='also write the results to this JSON file')
+  p.add_argument('--variant', default='', help="extra DSSR fields 'key=value,...'")
+  p.add_argument('--compile-jobs', type=int, default=1,
+                 help='> 1: compile the cases this many at a time into the persistent '
+                      'compilation cache first, then time them one by one')
+  p.add_argument('--cache-dir', help='persistent compilation cache folder')
+  p.add_argument('--compile-only', action='store_true',
+                 help='only compile the cases (into --cache-dir), in --compile-jobs processes')
+  p.add_argument('--json', help='also write the results to this JSON file (after each case)')
   p.add_argument('--child', help=argparse.SUPPRESS)
   args = p.parse_args(argv)
-  if args.repeats < 1 or args.tile < 1 or not 0 <= args.overlap < args.tile:
-    p.error('--repeats, --tile must be >= 1 and 0 <= --overlap < --tile')
+  if (args.repeats < 1 or args.tile < 1 or not 0 <= args.overlap < args.tile
+      or args.compile_jobs < 1):
+    p.error('--repeats, --tile, --compile-jobs must be >= 1 and 0 <= --overlap < --tile')
+  try:
+    args.variant_kw = common.parse_variant(args.variant)
+  except ValueError as e:
+    p.error(str(e))
   return args
 
 
@@ -76,8 +94,9 @@ def run_one(spec: dict) -> dict:
   from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
 
   assert 'tensorflow' not in sys.modules
+  common.enable_compilation_cache(spec.get('cache_dir'))
   cfg = default.get_model_config().to_dict()
-  cfg.update(scale=spec['scale'], dtype=spec['dtype'])
+  cfg.update(scale=spec['scale'], dtype=spec['dtype'], **spec.get('model', {}))
   model = model_lib.DSSR(**cfg)
   shapes = jax.eval_shape(model.init, jax.random.key(0),
                           jax.ShapeDtypeStruct((1, 16, 16, 3), np.float32))['params']
@@ -108,6 +127,10 @@ def run_one(spec: dict) -> dict:
     return fn(lr)
 
   t0 = time.perf_counter()
+  if spec.get('compile_only'):  # every tile has one shape: one tile compiles the case
+    spec_tiles, spec['max_tiles'] = spec['max_tiles'], 1
+    run()
+    return dict(spec, max_tiles=spec_tiles, first_run_s=time.perf_counter() - t0)
   out = run()  # compiles, then runs once
   first_s = time.perf_counter() - t0
   peak_with_compile = _vm_hwm_bytes()
@@ -138,36 +161,46 @@ def main(argv=None) -> list:
   if args.child:
     print(json.dumps(run_one(json.loads(args.child))), flush=True)
     return []
+  specs = [dict(CASES[case], case=case, dtype=args.dtype, repeats=args.repeats, tile=args.tile,
+                overlap=args.overlap, max_tiles=args.max_tiles if case == 'tiled2k' else 0,
+                model=args.variant_kw, cache_dir=args.cache_dir) for case in args.cases]
+  if args.compile_jobs > 1 or args.compile_only:
+    cache = args.cache_dir or tempfile.mkdtemp(prefix='dssr_jax_cache_')
+    for spec in specs:
+      spec['cache_dir'] = cache
+    t0 = time.perf_counter()
+    failed = [r for r in common.precompile(__file__, specs, args.compile_jobs) if 'error' in r]
+    print(f'compiled {len(specs)} cases, {args.compile_jobs} at a time, in '
+          f'{time.perf_counter() - t0:.0f} s (cache {cache}){"; failed: " if failed else ""}'
+          + ', '.join(f'{r["case"]} {r["error"]}' for r in failed), flush=True)
+    if args.compile_only:
+      sys.exit(1 if failed else 0)
   print(f'{"case":>8} {"LR":>9} {"s/image":>8} {"peak GB":>8} {"incl. compile GB":>16} '
         f'{"first run s":>11}', flush=True)
   results = []
-  for case in args.cases:
-    spec = dict(CASES[case], case=case, dtype=args.dtype, repeats=args.repeats, tile=args.tile,
-                overlap=args.overlap, max_tiles=args.max_tiles if case == 'tiled2k' else 0)
-    proc = subprocess.run([sys.executable, __file__, '--child', json.dumps(spec)],
-                          capture_output=True, text=True, cwd=REPO, env=dict(os.environ),
-                          check=False)
-    if proc.returncode:
-      tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-      print(f'{case:>8}  failed: {tail}', flush=True)
-      results.append(dict(spec, error=tail))
-      continue
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+  for spec in specs:
+    case = spec['case']
+    r = common.run_child(__file__, spec)
     results.append(r)
+    if args.json:
+      pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+    if 'error' in r:
+      print(f'{case:>8}  failed: {r["error"]}', flush=True)
+      continue
     note = ''
     if case == 'tiled2k':
       note = f'  tile {args.tile}, overlap {args.overlap}'
       if args.max_tiles:
         note += f', only {r["tiles_run"]} tiles run (memory check, time not comparable)'
-    print(f'{case:>8} {spec["w"]:>4}x{spec["h"]:<4} {r["s_per_image"]:8.2f} {r["peak_gb"]:8.2f} '
+    print(f'{case:>8} {spec["w"]:>4}x{spec["h"]:<4} {r["s_per_image"]:8.3f} {r["peak_gb"]:8.2f} '
           f'{r["peak_with_compile_gb"]:16.2f} {r["first_run_s"]:11.1f}{note}', flush=True)
   ok = [r for r in results if 'error' not in r]
   if ok:
     r = ok[0]
     print(f'device: {r["device"]} ({r["cpu_count"]} CPUs visible), jax {r["jax_version"]}, '
-          f'dtype {args.dtype}, paper network (C=128, 15+5 blocks, T=4), peak = {r["peak_kind"]}')
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+          f'dtype {args.dtype}, '
+          f'{"model overrides " + args.variant if args.variant else "paper network (C=128, 15+5 blocks, T=4)"}, '
+          f'peak = {r["peak_kind"]}')
   if len(ok) < len(results):
     sys.exit(1)
   return results

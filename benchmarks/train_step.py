@@ -3,27 +3,32 @@ r"""Times the jitted DSSR train step (real model, loss and Adam) on device-resid
   python benchmarks/train_step.py                      # paper network, x2 and x4, f32/bf16, remat off/on
   python benchmarks/train_step.py --small --steps 5    # channels 32, struct 4, recon 2, T 4
   python benchmarks/train_step.py --scales 2 --dtypes bfloat16 --remat off --steps 50
+  # model-option variants; compile all configurations 4 at a time first (GPU leases are short)
+  python benchmarks/train_step.py --scales 2 --remat off --variant '' --variant up_impl=subpixel \
+      --compile-jobs 4
 
 Each configuration runs in its own subprocess so that its peak memory is its own: device memory
 stats (`peak_bytes_in_use`) on GPU/TPU, peak RSS of the process on CPU. Compilation and warm-up are
-excluded; the time is the median of `--steps` steps, each ended with `block_until_ready`. FLOPs come
-from XLA's cost analysis of the compiled step. Needs only jax, flax, optax, numpy, ml_collections.
+excluded; the time is the median of `--steps` steps, each ended with `block_until_ready`. FLOPs are
+the model's: XLA's cost analysis of the step without remat and with the recurrent steps unrolled
+(remat's recomputation is not counted, so TFLOP/s is useful work per second). Needs only jax, flax, optax, numpy, ml_collections.
 """
 
 import argparse
 import itertools
 import json
-import os
 import pathlib
 import resource
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SMALL = dict(channels=32, struct_blocks=4, recon_blocks=2, num_steps=4)
 
@@ -43,13 +48,24 @@ def parse_args(argv=None):
   p.add_argument('--struct-blocks', type=int)
   p.add_argument('--recon-blocks', type=int)
   p.add_argument('--num-steps', type=int, help='T')
-  p.add_argument('--json', help='also write the results to this JSON file')
+  p.add_argument('--variant', action='append', default=None,
+                 help="extra DSSR fields 'key=value,...' (repeat; '' = as configured)")
+  p.add_argument('--compile-jobs', type=int, default=1,
+                 help='> 1: first compile every configuration, this many at a time, into the '
+                      'persistent compilation cache; then time them one by one')
+  p.add_argument('--cache-dir', help='persistent compilation cache (default with '
+                                     '--compile-jobs > 1: a fresh temporary folder)')
+  p.add_argument('--json', help='also write the results to this JSON file (after each one)')
   p.add_argument('--compile-only', action='store_true',
                  help='compile and report FLOPs and XLA memory without running (slow CPUs)')
   p.add_argument('--child', help=argparse.SUPPRESS)  # One configuration, JSON on the last line.
   args = p.parse_args(argv)
-  if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 2:
-    p.error('--steps, --batch must be >= 1, --warmup >= 0 and --patch >= 2')
+  if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 2 or args.compile_jobs < 1:
+    p.error('--steps, --batch, --compile-jobs must be >= 1, --warmup >= 0 and --patch >= 2')
+  try:
+    args.variants = [common.parse_variant(v) for v in (args.variant or [''])]
+  except ValueError as e:
+    p.error(str(e))
   return args
 
 
@@ -70,6 +86,38 @@ def peak_memory_bytes() -> tuple[int, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'process peak RSS'
 
 
+def model_flops(config, batch: int, patch: int) -> float:
+  """FLOPs of one train step: XLA's cost analysis of the step lowered for the CPU.
+
+  Lowered for the CPU whatever the device: XLA's GPU cost analysis leaves out the cuDNN
+  convolutions (nearly all the work). Lowered without remat and with the recurrent steps
+  unrolled: cost analysis counts a rolled loop's body once, and remat's recomputation is no
+  useful work. Nothing is compiled or allocated.
+  """
+  import functools  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from dssr_jax import optim  # pylint: disable=g-import-not-at-top
+  from dssr_jax import train_lib  # pylint: disable=g-import-not-at-top
+
+  mesh = train_lib.create_mesh(jax.devices('cpu')[:1])
+  model = train_lib.create_model(
+      dict(config.model.to_dict(), remat=False, scan_unroll=True, unroll=False))
+  tx = optim.create_optimizer(config.train)
+  init = functools.partial(train_lib.init_state, model, tx, lr_patch=16)
+  state = jax.eval_shape(init, jax.random.PRNGKey(0))
+  step = train_lib.make_train_step(model, tx, mesh, state, config.train.alpha)
+  shard = train_lib.batch_sharding(mesh)
+  s = config.model.scale
+  batch = {k: jax.ShapeDtypeStruct((batch, n, n, 3), 'float32', sharding=shard)
+           for k, n in (('lr', patch), ('hr', patch * s))}
+  state = jax.tree_util.tree_map(
+      lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), state,
+      train_lib.state_shardings(state, mesh))
+  cost = step.lower(state, batch).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  return float(cost.get('flops', 0.0)) if isinstance(cost, dict) else 0.0
+
+
 def run_one(spec: dict) -> dict:
   """Compiles and times one configuration in this process."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -77,6 +125,7 @@ def run_one(spec: dict) -> dict:
   from configs import default  # pylint: disable=g-import-not-at-top
   from dssr_jax import train_lib  # pylint: disable=g-import-not-at-top
 
+  common.enable_compilation_cache(spec.get('cache_dir'))
   config = default.get_config()
   config.model.update(spec['model'])
   config.train.batch_size = spec['batch']
@@ -93,9 +142,7 @@ def run_one(spec: dict) -> dict:
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0)) if cost else 0.0
+  flops = model_flops(config, spec['batch'], p)
   # XLA's own buffer assignment: the device memory the step needs (state, batch, temporaries).
   mem = compiled.memory_analysis()
   compiled_gb = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
@@ -132,36 +179,50 @@ def main(argv=None) -> list[dict]:
     print(json.dumps(run_one(json.loads(args.child))), flush=True)
     return []
   base = model_overrides(args)
+  specs = []
+  for scale, dtype, remat, variant in itertools.product(args.scales, args.dtypes, args.remat,
+                                                        args.variants):
+    specs.append(dict(model=dict(base, scale=scale, dtype=dtype, remat=remat == 'on', **variant),
+                      variant=','.join(f'{k}={v}' for k, v in variant.items()),
+                      batch=args.batch, patch=args.patch, steps=args.steps, warmup=args.warmup,
+                      compile_only=args.compile_only, cache_dir=args.cache_dir))
+  compiled = {}
+  if args.compile_jobs > 1:
+    cache = args.cache_dir or tempfile.mkdtemp(prefix='dssr_jax_cache_')
+    for spec in specs:
+      spec['cache_dir'] = cache
+    t0 = time.perf_counter()
+    for i, r in enumerate(common.precompile(__file__, specs, args.compile_jobs)):
+      compiled[i] = r
+    print(f'compiled {len(specs)} configurations, {args.compile_jobs} at a time, in '
+          f'{time.perf_counter() - t0:.0f} s (cache {cache})', flush=True)
   results = []
   header = (f'{"scale":>5} {"dtype":>8} {"remat":>5} {"ms/step":>9} {"GFLOP/step":>10} '
-            f'{"TFLOP/s":>8} {"peak GB":>8} {"XLA GB":>7}  compile s')
+            f'{"TFLOP/s":>8} {"peak GB":>8} {"XLA GB":>7}  compile s  variant')
   print(header, flush=True)
-  for scale, dtype, remat in itertools.product(args.scales, args.dtypes, args.remat):
-    spec = dict(model=dict(base, scale=scale, dtype=dtype, remat=remat == 'on'),
-                batch=args.batch, patch=args.patch, steps=args.steps, warmup=args.warmup,
-                compile_only=args.compile_only)
-    proc = subprocess.run([sys.executable, __file__, '--child', json.dumps(spec)],
-                          capture_output=True, text=True, cwd=REPO, env=dict(os.environ))
-    if proc.returncode:
-      tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
-      if proc.returncode < 0:  # e.g. SIGKILL from the kernel's out-of-memory killer
-        tail = [f'killed by signal {-proc.returncode} (out of memory?)'] + tail
-      print(f'{scale:>5} {dtype:>8} {remat:>5}  failed: {tail}', flush=True)
-      results.append(dict(spec, error=tail))
-      continue
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+  for i, spec in enumerate(specs):
+    m = spec['model']
+    label = f'{m["scale"]:>5} {m["dtype"]:>8} {"on" if m["remat"] else "off":>5}'
+    # (--compile-only: the parallel pass already gave everything there is to report)
+    r = compiled[i] if args.compile_only and i in compiled else common.run_child(__file__, spec)
+    if not args.compile_only and 'error' not in r and 'error' not in compiled.get(i, {'error': 0}):
+      r['load_s'], r['compile_s'] = r['compile_s'], compiled[i]['compile_s']
     results.append(r)
+    if args.json:
+      pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+    if 'error' in r:
+      print(f'{label}  failed: {r["error"]}  {spec["variant"]}', flush=True)
+      continue
     fmt = lambda v, spec, width: format(v, spec) if v is not None else f'{"n/a":>{width}}'
-    print(f'{scale:>5} {dtype:>8} {remat:>5} {fmt(r["ms_per_step"], "9.1f", 9)} '
+    print(f'{label} {fmt(r["ms_per_step"], "9.1f", 9)} '
           f'{1e3 * r["tflop_per_step"]:10.4g} {fmt(r["tflops_per_s"], "8.4g", 8)} '
           f'{fmt(r["peak_gb"], "8.2f", 8)} {fmt(r["compiled_gb"], "7.2f", 7)}  '
-          f'{r["compile_s"]:.1f}', flush=True)
-  if results and 'device' in results[0]:
-    r = results[0]
+          f'{r["compile_s"]:9.1f}  {spec["variant"]}', flush=True)
+  ok = [r for r in results if 'error' not in r]
+  if ok:
+    r = ok[0]
     print(f'device: {r["device"]} x{r["num_devices"]}, jax {r["jax_version"]}, batch {args.batch}, '
           f'LR patch {args.patch}, model {base or "paper"}, peak = {r["peak_kind"]}')
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
   if any('error' in r for r in results):
     sys.exit(1)
   return results

@@ -222,18 +222,27 @@ def test_sigterm_saves_and_resumes(tmp_path, env, runs):
   assert run.record['step'] == steps[0] + 1
 
 
-def test_benchmark_script_runs_small(env):
-  """benchmarks/train_step.py on the smoke-sized network: one row with a time and FLOPs."""
+def test_benchmark_script_runs_small(env, tmp_path):
+  """benchmarks/train_step.py on the smoke-sized network, two variants compiled in parallel into
+  a compilation cache first: one row each with a time and FLOPs."""
   proc = subprocess.run(
       [sys.executable, str(REPO / 'benchmarks' / 'train_step.py'), '--scales', '2', '--dtypes',
        'float32', '--remat', 'off', '--channels', '8', '--struct-blocks', '1', '--recon-blocks',
-       '1', '--num-steps', '2', '--batch', '8', '--patch', '8', '--steps', '2', '--warmup', '1'],
+       '1', '--num-steps', '2', '--batch', '8', '--patch', '8', '--steps', '2', '--warmup', '1',
+       '--variant', '', '--variant', 'up_impl=subpixel', '--compile-jobs', '2',
+       '--cache-dir', str(tmp_path / 'cache'), '--json', str(tmp_path / 'r.json')],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  row = proc.stdout.splitlines()[1].split()
-  assert row[:3] == ['2', 'float32', 'off']
-  ms, gflop = float(row[3]), float(row[4])
-  assert ms > 0 and gflop > 0
+  lines = proc.stdout.splitlines()
+  assert lines[0].startswith('compiled 2 configurations, 2 at a time')
+  rows = [line.split() for line in lines[2:4]]
+  for row in rows:
+    assert row[:3] == ['2', 'float32', 'off']
+    assert float(row[3]) > 0 and float(row[4]) > 0
+  assert rows[1][-1] == 'up_impl=subpixel'
+  assert any((tmp_path / 'cache').iterdir())  # the timed runs loaded what the first pass stored
+  results = json.loads((tmp_path / 'r.json').read_text())
+  assert [r['model']['up_impl'] for r in results[1:]] == ['subpixel']
   assert 'device: cpu x1' in proc.stdout
 
 

@@ -1,0 +1,68 @@
+"""What the benchmark scripts share: model-option variants, and one subprocess per measurement
+with an optional parallel compilation pass in front.
+
+Compiling the paper network's train step takes minutes, and a GPU lease is short. With
+`compile_jobs > 1` every configuration is first compiled in its own process, that many at a
+time, into JAX's persistent compilation cache; the timed processes then run one after the other
+and load their executables from the cache. Only jax is imported by the children this starts;
+this module itself imports nothing beyond the standard library.
+"""
+
+import ast
+import concurrent.futures
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+  """'key=value,key2=value2' -> {key: literal value} (strings that are no literal stay strings)."""
+  kw = {}
+  for item in filter(None, text.split(',')):
+    key, sep, value = item.partition('=')
+    if not sep or not key:
+      raise ValueError(f"variant item {item!r} is not 'key=value'")
+    try:
+      kw[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      kw[key] = value
+  return kw
+
+
+def enable_compilation_cache(cache_dir: str | None) -> None:
+  """In a child: JAX's persistent compilation cache in `cache_dir`, every executable stored."""
+  if not cache_dir:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_compilation_cache_dir', cache_dir)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+
+
+def run_child(script: str, spec: dict, env: dict | None = None) -> dict:
+  """Runs `script --child SPEC_JSON` and returns the JSON of its last stdout line, or
+  spec + {'error': ...} when it failed."""
+  proc = subprocess.run([sys.executable, script, '--child', json.dumps(spec)], capture_output=True,
+                        text=True, cwd=REPO, env=env or dict(os.environ), check=False)
+  if proc.returncode:
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+    if proc.returncode < 0:  # e.g. SIGKILL from the kernel's out-of-memory killer
+      tail = [f'killed by signal {-proc.returncode} (out of memory?)'] + tail
+    return dict(spec, error=tail)
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def precompile(script: str, specs: list[dict], jobs: int) -> list[dict]:
+  """Compiles every spec (`compile_only`) in `jobs` parallel children; returns their results.
+
+  The children share the device: each allocates only what it uses (no preallocation), so
+  several fit beside each other.
+  """
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')
+  with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
+    return list(pool.map(lambda s: run_child(script, dict(s, compile_only=True), env), specs))

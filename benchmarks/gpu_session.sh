@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The GPU numbers of the README in one short session: train step (x2/x4, bf16/f32, remat, two
+# implementation variants) and inference (256x256, 2K whole and tiled; f32 x2/x4).
+#
+#   bash benchmarks/gpu_session.sh [BUDGET_SECONDS]      # results and logs go to $OUT (or /tmp)
+#
+# Needs jax (with its GPU plugin), flax, optax, numpy and ml_collections; wheels found in .whl/
+# are installed first (for machines without ml_collections). Compilation dominates a short GPU
+# lease, so every configuration is compiled first, all in parallel, into one persistent
+# compilation cache; then each is timed alone, in priority order, as long as the budget lasts.
+# (Autotuning under that contention can only pick slower kernels, never faster ones.)
+set -u
+BUDGET=${1:-540}
+OUT=${OUT:-/tmp/dssr_gpu_session}
+CACHE=${CACHE:-/tmp/dssr_jax_cache}
+mkdir -p "$OUT" "$CACHE"
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/.."
+if compgen -G '.whl/*.whl' >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/dssr_site .whl/*.whl && export PYTHONPATH=/tmp/dssr_site
+fi
+START=$SECONDS
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,
+             "optax", optax.__version__, jax.devices())' || exit 1
+
+TRAIN=(python3 benchmarks/train_step.py --steps 20 --warmup 3 --cache-dir "$CACHE")
+INFER=(python3 benchmarks/infer.py --repeats 20 --tile 512 --overlap 32 --cache-dir "$CACHE")
+MAIN=(--scales 2 4 --dtypes bfloat16 float32 --remat off)
+REMAT=(--scales 2 4 --dtypes bfloat16 --remat on)
+VARIANTS=(--scales 2 --dtypes bfloat16 --remat off --variant bicubic_dense=False
+          --variant up_impl=subpixel)
+INF16=(--cases x2_256 full2k tiled2k --dtype bfloat16)
+INF32=(--cases x2 x4 x2_256 --dtype float32)
+
+left() { echo $((BUDGET - (SECONDS - START))); }
+
+# 1. Compile everything at once (14 processes), in at most half the budget. (timeout signals its
+# whole process group, so the compiling children go with it.)
+T=$(( $(left) / 2 ))
+echo "== compiling (at most $T s)"
+timeout $T "${TRAIN[@]}" "${MAIN[@]}" --compile-only --compile-jobs 4 >"$OUT/c_main.txt" 2>&1 &
+timeout $T "${TRAIN[@]}" "${REMAT[@]}" --compile-only --compile-jobs 2 >"$OUT/c_remat.txt" 2>&1 &
+timeout $T "${TRAIN[@]}" "${VARIANTS[@]}" --compile-only --compile-jobs 2 >"$OUT/c_var.txt" 2>&1 &
+timeout $T "${INFER[@]}" "${INF16[@]}" --compile-only --compile-jobs 3 >"$OUT/c_inf16.txt" 2>&1 &
+timeout $T "${INFER[@]}" "${INF32[@]}" --compile-only --compile-jobs 3 >"$OUT/c_inf32.txt" 2>&1 &
+wait
+cat "$OUT"/c_*.txt && rm -f "$OUT"/c_*.txt
+echo "== compiled after $((SECONDS - START)) s"
+
+# 2. Time, most important first; each run gets what is left of the budget.
+run() {
+  local name=$1; shift
+  local t; t=$(left)
+  if (( t < 20 )); then echo "== $name skipped: budget spent"; return; fi
+  echo "== $name ($t s left)"
+  timeout "$t" "$@" --json "$OUT/$name.json"
+}
+run train "${TRAIN[@]}" "${MAIN[@]}"
+run infer_bf16 "${INFER[@]}" "${INF16[@]}"
+run train_remat "${TRAIN[@]}" "${REMAT[@]}"
+run train_variants "${TRAIN[@]}" "${VARIANTS[@]}"
+run infer_f32 "${INFER[@]}" "${INF32[@]}"
+echo "== done after $((SECONDS - START)) s"

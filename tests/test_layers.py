@@ -186,3 +186,27 @@ def test_tail_is_authors_upnet(scale, fast_shuffle):
   y = jax.jit(layers.Tail(scale, c, fast_shuffle=fast_shuffle).apply)({'params': params}, _nhwc(x))
   assert y.shape == (1, 3 * scale, 2 * scale, 3)
   np.testing.assert_allclose(y, ref.transpose(0, 2, 3, 1), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize('shape,cout', [((2, 7, 9, 5), 6), ((1, 4, 3, 8), 8)])
+def test_conv3x3_weight_gradient_as_matmul(shape, cout):
+  """The CPU weight gradient (one matmul) equals XLA's and a direct sum of the definition."""
+  rng = np.random.default_rng(sum(shape))
+  x = rng.standard_normal(shape).astype(np.float32)
+  w = rng.standard_normal((3, 3, shape[-1], cout)).astype(np.float32)
+  dy = rng.standard_normal(shape[:3] + (cout,)).astype(np.float32)
+  grads = {}
+  for wgrad in ('xla', 'matmul'):
+    with layers.conv_weight_gradient(wgrad):
+      y, vjp = jax.vjp(layers.conv3x3, jnp.asarray(x), jnp.asarray(w))
+    grads[wgrad] = (y,) + vjp(jnp.asarray(dy))
+  xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h, wd = shape[1:3]
+  direct = np.stack([np.stack([np.einsum('bhwi,bhwo->io', xp[:, ky:ky + h, kx:kx + wd], dy)
+                               for kx in range(3)]) for ky in range(3)])
+  np.testing.assert_allclose(grads['matmul'][2], direct, rtol=1e-5, atol=1e-4)
+  for a, b in zip(grads['xla'], grads['matmul']):  # output, input gradient, weight gradient
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  with pytest.raises(ValueError, match='impl must be one of'):
+    with layers.conv_weight_gradient('fast'):
+      pass

@@ -114,7 +114,7 @@ def model_flops(config, batch: int, patch: int) -> float:
   state = jax.tree_util.tree_map(
       lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), state,
       train_lib.state_shardings(state, mesh))
-  with layers.conv_weight_gradient('xla'):  # (the CPU's runs a rolled loop over the images)
+  with layers.conv_backward('xla'):  # (the CPU's runs a rolled loop over the images)
     cost = step.lower(state, batch).cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
   return float(cost.get('flops', 0.0)) if isinstance(cost, dict) else 0.0

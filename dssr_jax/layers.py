@@ -7,6 +7,7 @@ PyTorch names so that converting their state dict is a rename plus a transpose.
 
 import contextlib
 import contextvars
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -66,80 +67,93 @@ def _conv(x, kernel, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=None):
       x, kernel, (stride, stride), padding, lhs_dilation=lhs_dilation, dimension_numbers=_DN)
 
 
-def _weight_grad_3x3(x: jax.Array, dy: jax.Array) -> jax.Array:
-  """Weight gradient of a 3x3 'same' convolution as matmuls, one image at a time.
+def _weight_grad(x: jax.Array, dy: jax.Array, kernel_shape, padding) -> jax.Array:
+  """Weight gradient of a stride-1 convolution as matmuls, one image at a time (CPU).
 
   dW[ky, kx, i, o] = sum_{b,h,w} xpad[b, h+ky, w+kx, i] dy[b, h, w, o]. Per image, over the rows
-  (h', w) of the padded grid, `xc` holds the 3 horizontal shifts of x side by side and `d` the 3
-  vertical shifts of dy: entry ((kx, i), (ky, o)) of xc^T d is that image's dW[ky, kx, i, o].
-  The images go through a rolled loop: its temporaries (6x one image's activations) exist once;
-  the whole batch at once, or the loop unrolled, doubled the train step's memory.
+  (h', w) of the padded height, `xc` holds the kw horizontal shifts of x side by side and `d` the
+  kh vertical shifts of dy: entry ((kx, i), (ky, o)) of xc^T d is that image's dW[ky, kx, i, o].
+  The images go through a rolled loop: its temporaries (a few times one image's activations)
+  exist once; the whole batch at once, or the loop unrolled, doubled the train step's memory.
   """
-  _, _, w, c = x.shape
-  o = dy.shape[-1]
+  kh, kw, c, o = kernel_shape
+  w_out = dy.shape[2]
 
   def one_image(acc, xy):
     xi, dyi = xy
-    xp = jnp.pad(xi, ((1, 1), (1, 1), (0, 0)))
-    xc = jnp.concatenate([xp[:, k:k + w] for k in range(3)], -1).reshape(-1, 3 * c)
-    d = jnp.concatenate([jnp.pad(dyi, ((k, 2 - k), (0, 0), (0, 0))) for k in range(3)], -1)
-    return acc + jnp.dot(xc.T, d.reshape(-1, 3 * o), preferred_element_type=jnp.float32,
+    xp = jax.lax.pad(xi, jnp.zeros((), xi.dtype), [(lo, hi, 0) for lo, hi in padding] + [(0, 0, 0)])
+    xc = jnp.concatenate([xp[:, k:k + w_out] for k in range(kw)], -1).reshape(-1, kw * c)
+    d = jnp.concatenate([jnp.pad(dyi, ((k, kh - 1 - k), (0, 0), (0, 0))) for k in range(kh)], -1)
+    return acc + jnp.dot(xc.T, d.reshape(-1, kh * o), preferred_element_type=jnp.float32,
                          precision=jax.lax.Precision.HIGHEST), None
 
-  g, _ = jax.lax.scan(one_image, jnp.zeros((3 * c, 3 * o), jnp.float32), (x, dy))
-  return g.reshape(3, c, 3, o).transpose(2, 0, 1, 3)
+  g, _ = jax.lax.scan(one_image, jnp.zeros((kw * c, kh * o), jnp.float32), (x, dy))
+  return g.reshape(kw, c, kh, o).transpose(2, 0, 1, 3)
 
 
-@jax.custom_vjp
-def _conv3x3_matmul_wgrad(x, kernel):
-  return _conv(x, kernel, padding=((1, 1), (1, 1)))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_explicit_bwd(x, kernel, padding):
+  return _conv(x, kernel, padding=padding)
 
 
-def _conv3x3_fwd(x, kernel):
-  return _conv3x3_matmul_wgrad(x, kernel), (x, kernel)
+def _conv_explicit_fwd(x, kernel, padding):
+  return _conv(x, kernel, padding=padding), (x, kernel)
 
 
-def _conv3x3_bwd(res, dy):
+def _conv_explicit_bwd_rule(padding, res, dy):
   x, kernel = res
-  _, input_vjp = jax.vjp(lambda x: _conv(x, kernel, padding=((1, 1), (1, 1))), x)
-  return input_vjp(dy)[0], _weight_grad_3x3(x, dy).astype(kernel.dtype)
+  kh, kw = kernel.shape[:2]
+  # The input gradient is the conv of dy with the flipped, in/out-swapped kernel. Left to XLA, the
+  # flip and swap fold into the conv's dimension labels, which XLA:CPU runs on a slow generic path
+  # inside loops (a rolled 4-step scan's backward: 0.93 s vs 0.06 s); the barrier keeps them a
+  # separate (tiny) array and the conv an ordinary one.
+  flipped = jax.lax.optimization_barrier(jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  (ph0, ph1), (pw0, pw1) = padding
+  dx = _conv(dy, flipped, padding=((kh - 1 - ph0, kh - 1 - ph1), (kw - 1 - pw0, kw - 1 - pw1)))
+  return dx, _weight_grad(x, dy, kernel.shape, padding).astype(kernel.dtype)
 
 
-_conv3x3_matmul_wgrad.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+_conv_explicit_bwd.defvjp(_conv_explicit_fwd, _conv_explicit_bwd_rule)
 
-WGRAD_IMPLS = ('xla', 'matmul')
-_WGRAD = contextvars.ContextVar('dssr_jax_conv_weight_gradient', default=None)
+BACKWARD_IMPLS = ('xla', 'explicit')
+_BACKWARD = contextvars.ContextVar('dssr_jax_conv_backward', default=None)
 
 
 @contextlib.contextmanager
-def conv_weight_gradient(impl: str | None):
-  """Within the block, `conv3x3` traces with this weight gradient (None: by backend).
+def conv_backward(impl: str | None):
+  """Within the block, `conv_s1` traces with this backward pass (None: by backend).
 
   For studies (the benchmark counts FLOPs with 'xla': XLA's cost analysis counts a rolled loop's
   body once). It applies when a function is traced, so use it around a fresh `jax.jit`.
   """
-  if impl is not None and impl not in WGRAD_IMPLS:
-    raise ValueError(f'conv_weight_gradient: impl must be one of {WGRAD_IMPLS} or None, '
-                     f'got {impl!r}')
-  token = _WGRAD.set(impl)
+  if impl is not None and impl not in BACKWARD_IMPLS:
+    raise ValueError(f'conv_backward: impl must be one of {BACKWARD_IMPLS} or None, got {impl!r}')
+  token = _BACKWARD.set(impl)
   try:
     yield
   finally:
-    _WGRAD.reset(token)
+    _BACKWARD.reset(token)
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """3x3 convolution, stride 1, zero padding 1 (NHWC x HWIO).
+def _backward_impl() -> str:
+  return _BACKWARD.get() or ('explicit' if jax.default_backend() == 'cpu' else 'xla')
 
-  Same forward pass and input gradient everywhere. The weight gradient is XLA's own off the CPU
-  (cuDNN's is fast) and `_weight_grad_3x3` on the CPU, where XLA's ran 2.5-3.4x slower (batch 8:
-  C 128 at 64x64, 258 vs 88 ms; at 128x128, 1151 vs 338 ms; C 32 at 64x64, 27 vs 11 ms) and
-  the paper x2 train step went from 143 to 80 s. `conv_weight_gradient` overrides the choice.
+
+def conv_s1(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+  """Stride-1 convolution (NHWC x HWIO) with zero padding ((top, bottom), (left, right)).
+
+  The forward pass is XLA's everywhere. The backward pass is XLA's off the CPU (cuDNN's is fast)
+  and `_conv_explicit_bwd_rule` on the CPU: there XLA's 3x3 weight gradient ran 2.5-3.4x slower
+  than `_weight_grad` (batch 8: C 128 at 64x64, 258 vs 88 ms; at 128x128, 1151 vs 338 ms; C 32
+  at 64x64, 27 vs 11 ms), and inside a rolled loop (remat) both its gradients ran 15-40x slower.
+  The paper x2 train step went from 143 to 80 s. `conv_backward` overrides the choice.
   """
-  impl = _WGRAD.get() or ('matmul' if jax.default_backend() == 'cpu' else 'xla')
-  if impl == 'matmul':
-    return _conv3x3_matmul_wgrad(x, kernel)
-  return _conv(x, kernel, padding=((1, 1), (1, 1)))
+  padding = tuple(tuple(int(v) for v in p) for p in padding)
+  if any(v > k - 1 for p, k in zip(padding, kernel.shape[:2]) for v in p):
+    raise ValueError(f'conv_s1: padding {padding} wider than kernel - 1 ({kernel.shape[:2]})')
+  if _backward_impl() == 'explicit':
+    return _conv_explicit_bwd(x, kernel, padding)
+  return _conv(x, kernel, padding=padding)
 
 
 def _kernel_and_bias(module: nn.Module, k: int, cin: int, features: int, fan_in: int):
@@ -161,8 +175,7 @@ class Conv(nn.Module):
     w, b = _kernel_and_bias(self, k, cin, self.features, fan_in=cin * k * k)
     x, w = x.astype(self.dtype), w.astype(self.dtype)
     p = (k - 1) // 2
-    y = conv3x3(x, w) if k == 3 else _conv(x, w, padding=((p, p), (p, p)))
-    return y + b.astype(self.dtype)
+    return conv_s1(x, w, ((p, p), (p, p))) + b.astype(self.dtype)
 
 
 def _phase_taps(k: int, s: int, p: int, transposed: bool):
@@ -236,7 +249,7 @@ class Up(nn.Module):
           vx = mask[:, jx]
           kj = jnp.take(jnp.take(w, idx[vy, jy], axis=0), idx[vx, jx], axis=1)
           pad = [(-ds[v].min(), ds[v].max()) for v in (vy, vx)]
-          cols.append(_conv(x, kj, padding=pad))
+          cols.append(conv_s1(x, kj, pad))
         rows.append(jnp.stack(cols, axis=3))  # [b, h, w, s(jx), O]
       y = jnp.stack(rows, axis=2)  # [b, h, s(jy), w, s(jx), O]
       bh, hh, _, ww, _, o = y.shape
@@ -244,15 +257,50 @@ class Up(nn.Module):
     kp = _phase_kernel(w, idx, mask)  # [D, D, s, s, I, O]
     n = dmax - dmin + 1
     kp = kp.transpose(0, 1, 4, 2, 3, 5).reshape(n, n, cin, s * s * self.features)
-    y = _conv(x, kp, padding=((-dmin, dmax), (-dmin, dmax)))
+    y = conv_s1(x, kp, ((-dmin, dmax), (-dmin, dmax)))
     return depth_to_space(y, s) + b
+
+
+def _down_space_to_depth(x, kernel, scale: int):
+  """`Down`'s strided conv as a stride-1 conv of the space-to-depth input with phase kernels."""
+  k, s, p = RESAMPLE[scale]
+  (dmin, dmax), idx, mask = _phase_taps(k, s, p, transposed=False)
+  kp = _phase_kernel(kernel, idx, mask)  # [D, D, s, s, I, O]
+  n = dmax - dmin + 1
+  kp = kp.reshape(n, n, s * s * kernel.shape[2], kernel.shape[3])
+  return conv_s1(space_to_depth(x, s), kp, ((-dmin, dmax), (-dmin, dmax)))
+
+
+def _down_strided(x, kernel, scale: int):
+  k, s, p = RESAMPLE[scale]
+  return _conv(x, kernel, stride=s, padding=((p, p), (p, p)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _down_strided_s2d_bwd(x, kernel, scale):
+  return _down_strided(x, kernel, scale)
+
+
+def _down_fwd(x, kernel, scale):
+  return _down_strided(x, kernel, scale), (x, kernel)
+
+
+def _down_bwd(scale, res, dy):
+  # The same function's space-to-depth form, whose convs have the CPU's explicit backward: XLA:CPU
+  # ran the strided conv's own gradients 3x slower inside a rolled loop (remat).
+  _, vjp = jax.vjp(lambda x, w: _down_space_to_depth(x, w, scale), *res)
+  return vjp(dy)
+
+
+_down_strided_s2d_bwd.defvjp(_down_fwd, _down_bwd)
 
 
 class Down(nn.Module):
   """PyTorch Conv2d C->C with the kernel/stride/padding of `RESAMPLE[scale]` (HR -> LR).
 
   `impl='space_to_depth'` folds each s x s block into channels and runs a stride-1 conv on the LR
-  grid; `impl='strided'` is the direct strided conv. Same `kernel` [k, k, I, O] either way.
+  grid; `impl='strided'` is the direct strided conv (2.5x faster on CPU), whose backward pass on
+  the CPU is that of the space-to-depth form. Same `kernel` [k, k, I, O] either way.
   """
   scale: int
   features: int
@@ -261,22 +309,21 @@ class Down(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k, s, p = RESAMPLE[self.scale]
+    k, s, _ = RESAMPLE[self.scale]
     cin = x.shape[-1]
     w, b = _kernel_and_bias(self, k, cin, self.features, fan_in=cin * k * k)
     w, b = w.astype(self.dtype), b.astype(self.dtype)
     x = x.astype(self.dtype)
-    if self.impl == 'strided':
-      return _conv(x, w, stride=s, padding=((p, p), (p, p))) + b
-    if self.impl != 'space_to_depth':
+    if self.impl not in ('strided', 'space_to_depth'):
       raise ValueError(f"Down: impl must be 'strided' or 'space_to_depth', got {self.impl!r}")
-    if x.shape[1] % s or x.shape[2] % s:
+    divisible = x.shape[1] % s == 0 and x.shape[2] % s == 0
+    if self.impl == 'strided':
+      if divisible and _backward_impl() == 'explicit':
+        return _down_strided_s2d_bwd(x, w, self.scale) + b
+      return _down_strided(x, w, self.scale) + b
+    if not divisible:
       raise ValueError(f'Down: input {x.shape[1]}x{x.shape[2]} is not divisible by scale {s}')
-    (dmin, dmax), idx, mask = _phase_taps(k, s, p, transposed=False)
-    kp = _phase_kernel(w, idx, mask)  # [D, D, s, s, I, O]
-    n = dmax - dmin + 1
-    kp = kp.reshape(n, n, s * s * cin, self.features)
-    return _conv(space_to_depth(x, s), kp, padding=((-dmin, dmax), (-dmin, dmax))) + b
+    return _down_space_to_depth(x, w, self.scale) + b
 
 
 class ResBlock(nn.Module):
@@ -365,7 +412,7 @@ class ShuffleConv(nn.Module):
     b = self.param('bias', init, (c * r * r,)).astype(self.dtype)
     w = w.reshape(3, 3, cin, c, r * r).transpose(0, 1, 2, 4, 3).reshape(3, 3, cin, r * r * c)
     b = b.reshape(c, r * r).T.reshape(r * r * c)
-    y = conv3x3(x.astype(self.dtype), w) + b
+    y = conv_s1(x.astype(self.dtype), w, ((1, 1), (1, 1))) + b
     return depth_to_space(y, r)
 
 

@@ -188,25 +188,40 @@ def test_tail_is_authors_upnet(scale, fast_shuffle):
   np.testing.assert_allclose(y, ref.transpose(0, 2, 3, 1), atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize('k', [1, 3])
 @pytest.mark.parametrize('shape,cout', [((2, 7, 9, 5), 6), ((1, 4, 3, 8), 8)])
-def test_conv3x3_weight_gradient_as_matmul(shape, cout):
-  """The CPU weight gradient (one matmul) equals XLA's and a direct sum of the definition."""
-  rng = np.random.default_rng(sum(shape))
+def test_conv_explicit_backward(shape, cout, k):
+  """The CPU backward pass (explicit input gradient, weight gradient as matmuls) equals XLA's and
+  a direct sum of the definition, also inside a rolled loop."""
+  rng = np.random.default_rng(sum(shape) + k)
   x = rng.standard_normal(shape).astype(np.float32)
-  w = rng.standard_normal((3, 3, shape[-1], cout)).astype(np.float32)
+  w = rng.standard_normal((k, k, shape[-1], cout)).astype(np.float32)
   dy = rng.standard_normal(shape[:3] + (cout,)).astype(np.float32)
   grads = {}
-  for wgrad in ('xla', 'matmul'):
-    with layers.conv_weight_gradient(wgrad):
-      y, vjp = jax.vjp(layers.conv3x3, jnp.asarray(x), jnp.asarray(w))
-    grads[wgrad] = (y,) + vjp(jnp.asarray(dy))
-  xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+  for impl in ('xla', 'explicit'):
+    with layers.conv_backward(impl):
+      y, vjp = jax.vjp(lambda x, w: layers.conv_s1(x, w, ((k // 2,) * 2,) * 2), jnp.asarray(x),
+                       jnp.asarray(w))
+    grads[impl] = (y,) + vjp(jnp.asarray(dy))
+  p = k // 2
+  xp = np.pad(x.astype(np.float64), ((0, 0), (p, p), (p, p), (0, 0)))
   h, wd = shape[1:3]
   direct = np.stack([np.stack([np.einsum('bhwi,bhwo->io', xp[:, ky:ky + h, kx:kx + wd], dy)
-                               for kx in range(3)]) for ky in range(3)])
-  np.testing.assert_allclose(grads['matmul'][2], direct, rtol=1e-5, atol=1e-4)
-  for a, b in zip(grads['xla'], grads['matmul']):  # output, input gradient, weight gradient
+                               for kx in range(k)]) for ky in range(k)])
+  np.testing.assert_allclose(grads['explicit'][2], direct, rtol=1e-5, atol=1e-4)
+  for a, b in zip(grads['xla'], grads['explicit']):  # output, input gradient, weight gradient
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  if k == 3 and cout == shape[-1]:  # a rolled scan of the conv: same gradients both ways
+
+    def rolled(x, w):
+      return jax.lax.scan(lambda c, _: (jnp.tanh(layers.conv_s1(c, w, ((1, 1), (1, 1)))), None),
+                          x, None, length=2)[0].sum()
+
+    for impl in ('xla', 'explicit'):
+      with layers.conv_backward(impl):
+        grads[impl] = jax.grad(rolled, argnums=(0, 1))(jnp.asarray(x), jnp.asarray(w))
+    for a, b in zip(grads['xla'], grads['explicit']):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
   with pytest.raises(ValueError, match='impl must be one of'):
-    with layers.conv_weight_gradient('fast'):
+    with layers.conv_backward('fast'):
       pass

@@ -165,3 +165,27 @@ def test_remat_really_cuts_training_memory():
     grad = jax.jit(jax.grad(lambda p, m=model: losses.dssr_loss(m.apply(p, lr), lr, hr, scale=2)[0]))
     temp[remat] = grad.lower(params).compile().memory_analysis().temp_size_in_bytes
   assert temp[True] < 0.6 * temp[False], temp
+
+
+@pytest.mark.parametrize('scale,kw', [(2, {}), (3, dict(up_impl='subpixel')),
+                                      (4, dict(down_impl='space_to_depth', remat=True))])
+def test_cpu_backward_equals_xla_gradients(scale, kw):
+  """The CPU's explicit conv backward gives XLA's gradients through the whole loss (every conv
+  kind: 1x1, 3x3, the up phases, space-to-depth down; scan unrolled and rolled under remat)."""
+  from dssr_jax import layers  # pylint: disable=g-import-not-at-top
+  model = model_lib.DSSR(scale=scale, **TINY, **kw)
+  params = helpers.random_params(model, seed=scale, h=6, w=5)
+  rng = np.random.default_rng(scale)
+  lr = jnp.asarray(rng.random((2, 6, 5, 3), np.float32))
+  hr = jnp.asarray(rng.random((2, 6 * scale, 5 * scale, 3), np.float32))
+
+  def loss(p):
+    return losses.dssr_loss(model.apply({'params': p}, lr), lr, hr, scale=scale)[0]
+
+  grads = {}
+  for impl in ('xla', 'explicit'):
+    with layers.conv_backward(impl):
+      grads[impl] = jax.jit(jax.grad(loss))(params)
+  for path, a in flax.traverse_util.flatten_dict(grads['xla']).items():
+    b = flax.traverse_util.flatten_dict(grads['explicit'])[path]
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=str(path))

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -125,3 +126,20 @@ def test_bad_inputs():
     resize.torch_bicubic_up(jnp.zeros((1, 4, 4, 3)), 0)
   with pytest.raises(ValueError, match='smaller than scale'):
     resize.torch_bicubic_down(jnp.zeros((1, 2, 8, 3)), 3)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_banded_gradient_is_the_transposed_matrix(scale):
+  """The gathers' custom gradient (a band of m^T) is exactly m^T applied to the cotangent."""
+  rng = np.random.default_rng(scale)
+  for fn, (h, w) in ((resize.torch_bicubic_up, (7, 9)), (resize.torch_bicubic_down, (25, 19))):
+    x = jnp.asarray(rng.random((2, h, w, 3), np.float32))
+    y, vjp = jax.vjp(lambda x: fn(x, scale, False), x)
+    ct = rng.standard_normal(y.shape)
+    if fn is resize.torch_bicubic_up:
+      mh = resize.bicubic_matrix(h, h * scale, False, scale)
+      mw = resize.bicubic_matrix(w, w * scale, False, scale)
+    else:
+      mh, mw = resize.bicubic_matrix(h, h // scale, True), resize.bicubic_matrix(w, w // scale, True)
+    want = np.einsum('ph,qw,bpqc->bhwc', mh, mw, ct)
+    np.testing.assert_allclose(vjp(jnp.asarray(ct, jnp.float32))[0], want, atol=1e-5)

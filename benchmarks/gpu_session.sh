@@ -9,18 +9,9 @@
 # lease, so every configuration is compiled first, all in parallel, into one persistent
 # compilation cache; then each is timed alone, in priority order, as long as the budget lasts.
 # (Autotuning under that contention can only pick slower kernels, never faster ones.)
-set -u
 BUDGET=${1:-540}
 OUT=${OUT:-/tmp/dssr_gpu_session}
-CACHE=${CACHE:-/tmp/dssr_jax_cache}
-mkdir -p "$OUT" "$CACHE"
-export PYTHONUNBUFFERED=1
-cd "$(dirname "$0")/.."
-if compgen -G '.whl/*.whl' >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/dssr_site .whl/*.whl && export PYTHONPATH=/tmp/dssr_site
-fi
-START=$SECONDS
+source "$(dirname "$0")/gpu_common.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,
              "optax", optax.__version__, jax.devices())' || exit 1
@@ -34,7 +25,6 @@ VARIANTS=(--scales 2 --dtypes bfloat16 --remat off --variant bicubic_dense=False
 INF16=(--cases x2_256 full2k tiled2k --dtype bfloat16)
 INF32=(--cases x2 x4 x2_256 --dtype float32)
 
-left() { echo $((BUDGET - (SECONDS - START))); }
 
 # 1. Compile everything at once (14 processes), in at most half the budget. (timeout signals its
 # whole process group, so the compiling children go with it.)
@@ -50,13 +40,6 @@ cat "$OUT"/c_*.txt && rm -f "$OUT"/c_*.txt
 echo "== compiled after $((SECONDS - START)) s"
 
 # 2. Time, most important first; each run gets what is left of the budget.
-run() {
-  local name=$1; shift
-  local t; t=$(left)
-  if (( t < 20 )); then echo "== $name skipped: budget spent"; return; fi
-  echo "== $name ($t s left)"
-  timeout "$t" "$@" --json "$OUT/$name.json"
-}
 run train "${TRAIN[@]}" "${MAIN[@]}"
 run infer_bf16 "${INFER[@]}" "${INF16[@]}"
 run train_remat "${TRAIN[@]}" "${REMAT[@]}"

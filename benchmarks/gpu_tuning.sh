@@ -2,19 +2,9 @@
 # Second GPU session: candidate speed-ups of the bf16 train step and 2K inference, each against
 # the configuration measured by gpu_session.sh, in one call (compile all in parallel, then time).
 #   bash benchmarks/gpu_tuning.sh [BUDGET_SECONDS]
-set -u
 BUDGET=${1:-400}
 OUT=${OUT:-/tmp/dssr_gpu_tuning}
-CACHE=${CACHE:-/tmp/dssr_jax_cache}
-mkdir -p "$OUT" "$CACHE"
-export PYTHONUNBUFFERED=1
-cd "$(dirname "$0")/.."
-if compgen -G '.whl/*.whl' >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/dssr_site .whl/*.whl && export PYTHONPATH=/tmp/dssr_site
-fi
-START=$SECONDS
-left() { echo $((BUDGET - (SECONDS - START))); }
+source "$(dirname "$0")/gpu_common.sh"
 FUSE=--xla_gpu_use_runtime_fusion=true  # cuDNN runtime fusion: conv + bias + LeakyReLU
 TRAIN=(python3 benchmarks/train_step.py --steps 20 --warmup 3 --cache-dir "$CACHE"
        --dtypes bfloat16 --remat off)
@@ -33,13 +23,6 @@ XLA_FLAGS=$FUSE timeout $T "${INFER[@]}" --compile-only --compile-jobs 2 >"$OUT/
 wait
 cat "$OUT"/c*.txt && rm -f "$OUT"/c*.txt
 echo "== compiled after $((SECONDS - START)) s"
-run() {
-  local name=$1; shift
-  local t; t=$(left)
-  if (( t < 20 )); then echo "== $name skipped: budget spent"; return; fi
-  echo "== $name ($t s left)"
-  timeout "$t" "$@" --json "$OUT/$name.json"
-}
 run train_variants "${TRAIN[@]}" "${T1[@]}"
 XLA_FLAGS=$FUSE run train_fused "${TRAIN[@]}" "${T2[@]}"
 run infer_subpixel "${INFER[@]}"

@@ -146,7 +146,7 @@ def conv_s1(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
   and `_conv_explicit_bwd_rule` on the CPU: there XLA's 3x3 weight gradient ran 2.5-3.4x slower
   than `_weight_grad` (batch 8: C 128 at 64x64, 258 vs 88 ms; at 128x128, 1151 vs 338 ms; C 32
   at 64x64, 27 vs 11 ms), and inside a rolled loop (remat) both its gradients ran 15-40x slower.
-  The paper x2 train step went from 143 to 80 s. `conv_backward` overrides the choice.
+  The paper x2 train step went from 143 to 72 s. `conv_backward` overrides the choice.
   """
   padding = tuple(tuple(int(v) for v in p) for p in padding)
   if any(v > k - 1 for p, k in zip(padding, kernel.shape[:2]) for v in p):

@@ -15,7 +15,9 @@ import os
 import pathlib
 import subprocess
 import sys
-from typing import Any
+import tempfile
+import time
+from typing import Any, Callable
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -57,12 +59,22 @@ def run_child(script: str, spec: dict, env: dict | None = None) -> dict:
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def precompile(script: str, specs: list[dict], jobs: int) -> list[dict]:
-  """Compiles every spec (`compile_only`) in `jobs` parallel children; returns their results.
+def precompile(script: str, specs: list[dict], jobs: int, cache_dir: str | None, noun: str,
+               label: Callable[[dict], str]) -> list[dict]:
+  """Compiles every spec (`compile_only`) in `jobs` parallel children into one persistent cache;
+  sets each spec's 'cache_dir' to it, prints one summary line and returns the children's results.
 
-  The children share the device: each allocates only what it uses (no preallocation), so
-  several fit beside each other.
+  `cache_dir` None: a fresh temporary folder. The children share the device: each allocates only
+  what it uses (no preallocation), so several fit beside each other.
   """
+  cache = cache_dir or tempfile.mkdtemp(prefix='dssr_jax_cache_')
+  for spec in specs:
+    spec['cache_dir'] = cache
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE='false')
+  t0 = time.perf_counter()
   with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-    return list(pool.map(lambda s: run_child(script, dict(s, compile_only=True), env), specs))
+    results = list(pool.map(lambda s: run_child(script, dict(s, compile_only=True), env), specs))
+  failed = [f'{label(r)} {r["error"]}' for r in results if 'error' in r]
+  print(f'compiled {len(specs)} {noun}, {jobs} at a time, in {time.perf_counter() - t0:.0f} s '
+        f'(cache {cache}){"; failed: " if failed else ""}' + ', '.join(failed), flush=True)
+  return results

@@ -10,7 +10,6 @@ RSS (covering every variant run in it: run one variant alone for its own peak).
 """
 
 import argparse
-import ast
 import os
 import resource
 import statistics
@@ -23,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit('/benchmarks/', 1)[0])
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -50,17 +50,6 @@ def cores_free(seconds: float = 1.0) -> float:
   return (time.process_time() - c0) / (time.perf_counter() - t0)
 
 
-def parse_variant(text: str) -> dict:
-  kw = {}
-  for item in filter(None, text.split(',')):
-    key, _, value = item.partition('=')
-    try:
-      kw[key] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      kw[key] = value
-  return kw
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   ap.add_argument('--scale', type=int, default=2)
@@ -85,7 +74,7 @@ def main(argv=None):
   fns, ref = [], None
   times, cpu = {v: [] for v in variants}, {v: [] for v in variants}
   for v in variants:
-    model = model_lib.DSSR(**{**base, **parse_variant(v)})
+    model = model_lib.DSSR(**{**base, **common.parse_variant(v)})
     t0 = time.perf_counter()
     fn = jax.jit(model.apply).lower({'params': params}, lr).compile()
     out = jax.block_until_ready(fn({'params': params}, lr))  # warm-up

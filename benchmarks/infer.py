@@ -24,7 +24,6 @@ import pathlib
 import resource
 import statistics
 import sys
-import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -165,14 +164,8 @@ def main(argv=None) -> list:
                 overlap=args.overlap, max_tiles=args.max_tiles if case == 'tiled2k' else 0,
                 model=args.variant_kw, cache_dir=args.cache_dir) for case in args.cases]
   if args.compile_jobs > 1 or args.compile_only:
-    cache = args.cache_dir or tempfile.mkdtemp(prefix='dssr_jax_cache_')
-    for spec in specs:
-      spec['cache_dir'] = cache
-    t0 = time.perf_counter()
-    failed = [r for r in common.precompile(__file__, specs, args.compile_jobs) if 'error' in r]
-    print(f'compiled {len(specs)} cases, {args.compile_jobs} at a time, in '
-          f'{time.perf_counter() - t0:.0f} s (cache {cache}){"; failed: " if failed else ""}'
-          + ', '.join(f'{r["case"]} {r["error"]}' for r in failed), flush=True)
+    failed = [r for r in common.precompile(__file__, specs, args.compile_jobs, args.cache_dir,
+                                           'cases', lambda r: r['case']) if 'error' in r]
     if args.compile_only:
       sys.exit(1 if failed else 0)
   print(f'{"case":>8} {"LR":>9} {"s/image":>8} {"peak GB":>8} {"incl. compile GB":>16} '

@@ -11,7 +11,8 @@ Each configuration runs in its own subprocess so that its peak memory is its own
 stats (`peak_bytes_in_use`) on GPU/TPU, peak RSS of the process on CPU. Compilation and warm-up are
 excluded; the time is the median of `--steps` steps, each ended with `block_until_ready`. FLOPs are
 the model's: XLA's cost analysis of the step without remat and with the recurrent steps unrolled
-(remat's recomputation is not counted, so TFLOP/s is useful work per second). Needs only jax, flax, optax, numpy, ml_collections.
+(remat's recomputation is not counted, so TFLOP/s is useful work per second). Needs only jax,
+flax, optax, numpy, ml_collections.
 """
 
 import argparse
@@ -21,7 +22,6 @@ import pathlib
 import resource
 import statistics
 import sys
-import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -190,14 +190,8 @@ def main(argv=None) -> list[dict]:
                       compile_only=args.compile_only, cache_dir=args.cache_dir))
   compiled = {}
   if args.compile_jobs > 1:
-    cache = args.cache_dir or tempfile.mkdtemp(prefix='dssr_jax_cache_')
-    for spec in specs:
-      spec['cache_dir'] = cache
-    t0 = time.perf_counter()
-    for i, r in enumerate(common.precompile(__file__, specs, args.compile_jobs)):
-      compiled[i] = r
-    print(f'compiled {len(specs)} configurations, {args.compile_jobs} at a time, in '
-          f'{time.perf_counter() - t0:.0f} s (cache {cache})', flush=True)
+    compiled = dict(enumerate(common.precompile(__file__, specs, args.compile_jobs, args.cache_dir,
+                                                'configurations', lambda r: r['variant'])))
   results = []
   header = (f'{"scale":>5} {"dtype":>8} {"remat":>5} {"ms/step":>9} {"GFLOP/step":>10} '
             f'{"TFLOP/s":>8} {"peak GB":>8} {"XLA GB":>7}  compile s  variant')

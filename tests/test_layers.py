@@ -191,8 +191,8 @@ def test_tail_is_authors_upnet(scale, fast_shuffle):
 @pytest.mark.parametrize('k', [1, 3])
 @pytest.mark.parametrize('shape,cout', [((2, 7, 9, 5), 6), ((1, 4, 3, 8), 8)])
 def test_conv_explicit_backward(shape, cout, k):
-  """The CPU backward pass (explicit input gradient, weight gradient as matmuls) equals XLA's and
-  a direct sum of the definition, also inside a rolled loop."""
+  """The CPU forms (a 1x1 conv as a matmul; explicit input gradient, weight gradient as matmuls)
+  equal XLA's conv and a direct sum of the definition, also inside a rolled loop."""
   rng = np.random.default_rng(sum(shape) + k)
   x = rng.standard_normal(shape).astype(np.float32)
   w = rng.standard_normal((k, k, shape[-1], cout)).astype(np.float32)

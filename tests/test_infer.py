@@ -285,3 +285,12 @@ def test_inference_benchmark_runs_small(tmp_path):
   assert all(r['s_per_image'] > 0 and r['peak_gb'] > 0 for r in rows)
   assert rows[1]['tiles_run'] == 1 and rows[0]['model']['channels'] == 8
   assert any((tmp_path / 'cache').iterdir())
+
+
+def test_torch_reference_refuses_a_folder_without_the_authors_code(tmp_path):
+  """The PyTorch reference benchmark names the missing file before it needs torch at all."""
+  proc = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'torch_reference.py'), '--authors_dir',
+       str(tmp_path), '--mode', 'infer', '--scale', '2'], capture_output=True, text=True, timeout=60)
+  assert proc.returncode != 0
+  assert 'dssr_arch.py not found' in proc.stderr and 'Arcananana/DSSR' in proc.stderr

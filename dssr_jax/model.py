@@ -47,10 +47,13 @@ class Step(nn.Module):
     hr_on = self.modulation != 'none' and self.affine_on in ('both', 'hr')
     lr_on = self.modulation != 'none' and self.affine_on in ('both', 'lr')
     if hr_on or (lr_on and not self.paper_text):
-      d_f = layers.Conv(c, dtype=dt, name='conv2')(detail)
+      conv2 = layers.Conv(c, dtype=dt, name='conv2')
+      d_f = conv2(detail)
     up_st = up_f
-    if hr_on:
-      up_st = layers.Modulation(c, self.modulation, True, dt, name='spatial_trans1')(up_f, d_f)
+    if hr_on:  # its first conv may read `detail` through conv2 (layers.conv_of_conv)
+      after = (detail, conv2.variables['params']['kernel'], conv2.variables['params']['bias'])
+      up_st = layers.Modulation(c, self.modulation, True, dt, name='spatial_trans1')(
+          up_f, d_f, after)
     y = layers.Down(s, c, dt, self.down_impl, name='down')(up_st)
     if lr_on:
       if self.paper_text:  # P2: own 3->C conv on the bicubic-downsampled 3-channel detail map

@@ -225,3 +225,37 @@ def test_conv_explicit_backward(shape, cout, k):
   with pytest.raises(ValueError, match='impl must be one of'):
     with layers.conv_backward('fast'):
       pass
+
+
+@pytest.mark.parametrize('shape', [(2, 9, 7, 3), (1, 4, 5, 3)])
+def test_conv_of_conv_equals_the_two_convs(shape):
+  """A 3x3 conv of y0 = conv(x0) + b0 read from x0 through the composed 5x5 kernel (and y0 on the
+  border ring) equals the two convs one after the other, values and gradients, and `Conv(after=)`
+  takes that path on the CPU with the same result as reading y0."""
+  rng = np.random.default_rng(sum(shape))
+  f32 = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)
+  x0, w0, b0, w1, b1 = f32(*shape), f32(3, 3, 3, 72) / 5, f32(72), f32(3, 3, 72, 72) / 25, f32(72)
+  same = ((1, 1), (1, 1))
+
+  def two_convs(x0, w0, b0, w1, b1):
+    return layers._conv(layers._conv(x0, w0, padding=same) + b0, w1, padding=same) + b1
+
+  def folded(x0, w0, b0, w1, b1):
+    return layers.conv_of_conv(x0, w0, b0, layers._conv(x0, w0, padding=same) + b0, w1, b1)
+
+  ref, vjp_ref = jax.vjp(two_convs, x0, w0, b0, w1, b1)
+  out, vjp_out = jax.vjp(folded, x0, w0, b0, w1, b1)
+  np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
+  ct = f32(*ref.shape)
+  for a, b in zip(vjp_ref(ct), vjp_out(ct)):
+    assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) < 1e-5
+  conv = layers.Conv(72)  # 72 channels: wide enough for the CPU to take the folded path
+  y0 = layers._conv(x0, w0, padding=same) + b0
+  params = conv.init(jax.random.key(0), y0)
+  with layers.conv_backward('explicit'):
+    via_x0 = conv.apply(params, y0, (x0, w0, b0))
+  np.testing.assert_allclose(via_x0, conv.apply(params, y0), atol=1e-5, rtol=1e-5)
+  with layers.conv_backward('explicit'):  # the interior comes from x0, the ring from y0
+    moved = conv.apply(params, y0 + 1.0, (x0, w0, b0))
+  np.testing.assert_array_equal(moved[:, 1:-1, 1:-1], via_x0[:, 1:-1, 1:-1])
+  assert not np.allclose(moved[:, 0], via_x0[:, 0], atol=1e-3)

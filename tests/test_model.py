@@ -168,12 +168,15 @@ def test_remat_really_cuts_training_memory():
 
 
 @pytest.mark.parametrize('scale,kw', [(2, {}), (3, dict(up_impl='subpixel')),
-                                      (4, dict(down_impl='space_to_depth', remat=True))])
+                                      (4, dict(down_impl='space_to_depth', remat=True)),
+                                      (2, dict(channels=72))])
 def test_cpu_backward_equals_xla_gradients(scale, kw):
-  """The CPU's explicit conv backward gives XLA's gradients through the whole loss (every conv
-  kind: 1x1, 3x3, the up phases, space-to-depth down; scan unrolled and rolled under remat)."""
+  """The CPU's forms (explicit conv backward, 1x1 convs as matmuls, at 72 channels the HR
+  modulation's first conv read through conv2, `layers.conv_of_conv`) give XLA's gradients through
+  the whole loss (every conv kind: 1x1, 3x3, the up phases, space-to-depth down; scan unrolled
+  and rolled under remat)."""
   from dssr_jax import layers  # pylint: disable=g-import-not-at-top
-  model = model_lib.DSSR(scale=scale, **TINY, **kw)
+  model = model_lib.DSSR(scale=scale, **{**TINY, **kw})
   params = helpers.random_params(model, seed=scale, h=6, w=5)
   rng = np.random.default_rng(scale)
   lr = jnp.asarray(rng.random((2, 6, 5, 3), np.float32))

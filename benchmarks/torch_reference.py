@@ -18,8 +18,8 @@ nothing of theirs is in this repository.
 - Train step: their `B_Model.optimize_parameters` (models/dssr_model.py), read from their source
   and run on an object holding what it reads: L1 loss, alpha 1, Adam(2e-4, betas (0.9, 0.99)).
 - `--small`: their class hard-codes 128 channels in `DSSR.__init__`; for this option only, that
-  body is re-read with 128 replaced by `inChannels` (checked: at 128 channels it builds the
-  original's exact state dict).
+  body is re-read with 128 replaced by `inChannels` (checked on every run: at 128 channels it
+  builds the original's exact state-dict names and shapes).
 Prints one result line per run, with the peak RSS of the process (one configuration per process).
 """
 
@@ -32,14 +32,14 @@ import statistics
 import time
 
 
-def _load_arch(authors_dir: pathlib.Path, small: bool):
+def _load_arch(authors_dir: pathlib.Path, small: bool, scale: int):
   import torch  # pylint: disable=g-import-not-at-top
   torch.Tensor.cuda = lambda self, *a, **k: self  # see the module docstring
   path = authors_dir / 'models' / 'modules' / 'dssr_arch.py'
+  spec = importlib.util.spec_from_file_location('authors_dssr_arch', path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
   if not small:
-    spec = importlib.util.spec_from_file_location('authors_dssr_arch', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     return mod.DSSR
   src = path.read_text()
   start = src.index('super(DSSR, self).__init__()', src.index('class DSSR(nn.Module):'))
@@ -47,6 +47,13 @@ def _load_arch(authors_dir: pathlib.Path, small: bool):
   ns = {'__name__': 'authors_dssr_arch_any_width'}
   exec(compile(src[:start] + src[start:end].replace('128', 'inChannels') + src[end:],  # pylint: disable=exec-used
                str(path), 'exec'), ns)
+  # The re-read class must be theirs exactly at their width: same state-dict names and shapes.
+  layout = lambda cls: [(k, tuple(v.shape)) for k, v in cls(
+      color_channels=3, inChannels=128, scale=scale, num_steps=4, feat_blocks=15,
+      refine_blocks=5).state_dict().items()]
+  if layout(ns['DSSR']) != layout(mod.DSSR):
+    raise SystemExit(f'torch_reference: --small cannot widen-parametrise {path}: at 128 channels '
+                     'the re-read class differs from the original')
   return ns['DSSR']
 
 
@@ -84,7 +91,7 @@ def main(argv=None):
   torch.manual_seed(0)
   width = dict(inChannels=32, feat_blocks=4, refine_blocks=2) if args.small else dict(
       inChannels=128, feat_blocks=15, refine_blocks=5)
-  net = _load_arch(args.authors_dir, args.small)(
+  net = _load_arch(args.authors_dir, args.small, args.scale)(
       color_channels=3, scale=args.scale, num_steps=4, **width)
   s, name = args.scale, 'small' if args.small else 'paper'
   times = []

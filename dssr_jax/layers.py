@@ -191,8 +191,8 @@ def conv_of_conv(x0, w0, b0, y0, w1, b1):
 class Conv(nn.Module):
   """k x k convolution with bias and zero padding (k-1)//2 (PyTorch Conv2d, default init).
 
-  `after=(x0, w0, b0)` says that x = conv(x0; w0) + b0 (3x3, 'same'); on the CPU the layer then
-  reads x0 through `conv_of_conv` where that is cheaper (x0 narrow): same values, fewer FLOPs.
+  `after=(x0, w0, b0)` says that x = conv(x0; w0) + b0 (3x3, 'same'); the layer then reads x0
+  through `conv_of_conv` where that is cheaper (x0 narrow): same values, fewer FLOPs.
   """
   features: int
   kernel_size: int = 3
@@ -205,7 +205,7 @@ class Conv(nn.Module):
     x, w, b = x.astype(self.dtype), w.astype(self.dtype), b.astype(self.dtype)
     # Only where it removes >= 8x the multiplies: XLA:CPU runs the narrow 5x5 conv far below
     # its 128-channel rate (at 32 channels the train step got slower, at 128 faster).
-    if (after is not None and k == 3 and min(x.shape[1:3]) >= 4 and _backward_impl() == 'explicit'
+    if (after is not None and k == 3 and min(x.shape[1:3]) >= 4
         and 8 * 25 * after[0].shape[-1] <= 9 * cin):
       x0, w0, b0 = (a.astype(self.dtype) for a in after)
       return conv_of_conv(x0, w0, b0, x, w, b)

@@ -31,6 +31,7 @@ class Step(nn.Module):
   up_impl: str = 'phases'
   down_impl: str = 'strided'
   bicubic_dense: bool | None = None
+  fold_detail_conv: bool | None = None
 
   @nn.compact
   def __call__(self, carry, bic, f_in):
@@ -51,7 +52,11 @@ class Step(nn.Module):
       d_f = conv2(detail)
     up_st = up_f
     if hr_on:  # its first conv may read `detail` through conv2 (layers.conv_of_conv)
-      after = (detail, conv2.variables['params']['kernel'], conv2.variables['params']['bias'])
+      fold = self.fold_detail_conv
+      if fold is None:
+        fold = jax.default_backend() == 'cpu'
+      after = ((detail, conv2.variables['params']['kernel'], conv2.variables['params']['bias'])
+               if fold else None)
       up_st = layers.Modulation(c, self.modulation, True, dt, name='spatial_trans1')(
           up_f, d_f, after)
     y = layers.Down(s, c, dt, self.down_impl, name='down')(up_st)
@@ -81,7 +86,8 @@ class DSSR(nn.Module):
   `remat` the loop stays rolled, the only form in which XLA honoured the rematerialisation;
   `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params);
   `bicubic_dense` the form of the in-network bicubic downsampling (None: by backend, see
-  `resize.resize_with`).
+  `resize.resize_with`); `fold_detail_conv` whether the HR modulation's first conv reads the
+  3-channel detail map through `conv2` (`layers.conv_of_conv`; None: on the CPU only).
   """
   scale: int
   channels: int = 128
@@ -98,6 +104,7 @@ class DSSR(nn.Module):
   up_impl: str = 'phases'
   down_impl: str = 'strided'
   bicubic_dense: bool | None = None
+  fold_detail_conv: bool | None = None
 
   def __post_init__(self):
     def bad(field, allowed):
@@ -131,7 +138,8 @@ class DSSR(nn.Module):
     kw = dict(scale=self.scale, channels=self.channels, struct_blocks=self.struct_blocks,
               recon_blocks=self.recon_blocks, dtype=self.dtype, modulation=self.modulation,
               affine_on=self.affine_on, paper_text=self.paper_text, up_impl=self.up_impl,
-              down_impl=self.down_impl, bicubic_dense=self.bicubic_dense, name='step')
+              down_impl=self.down_impl, bicubic_dense=self.bicubic_dense,
+              fold_detail_conv=self.fold_detail_conv, name='step')
     carry = (f_in, f_in)  # the hidden state starts as the head features
     if self.unroll:
       step_cls = nn.remat(Step) if self.remat else Step

@@ -231,7 +231,7 @@ def test_conv_explicit_backward(shape, cout, k):
 def test_conv_of_conv_equals_the_two_convs(shape):
   """A 3x3 conv of y0 = conv(x0) + b0 read from x0 through the composed 5x5 kernel (and y0 on the
   border ring) equals the two convs one after the other, values and gradients, and `Conv(after=)`
-  takes that path on the CPU with the same result as reading y0."""
+  takes that path with the same result as reading y0."""
   rng = np.random.default_rng(sum(shape))
   f32 = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)
   x0, w0, b0, w1, b1 = f32(*shape), f32(3, 3, 3, 72) / 5, f32(72), f32(3, 3, 72, 72) / 25, f32(72)

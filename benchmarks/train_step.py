@@ -18,7 +18,9 @@ flax, optax, numpy, ml_collections.
 import argparse
 import itertools
 import json
+import os
 import pathlib
+import re
 import resource
 import statistics
 import sys
@@ -56,6 +58,8 @@ def parse_args(argv=None):
   p.add_argument('--cache-dir', help='persistent compilation cache (default with '
                                      '--compile-jobs > 1: a fresh temporary folder)')
   p.add_argument('--json', help='also write the results to this JSON file (after each one)')
+  p.add_argument('--profile', help='also trace 3 steps of each configuration with the JAX '
+                 'profiler into this folder (one subfolder per configuration)')
   p.add_argument('--compile-only', action='store_true',
                  help='compile and report FLOPs and XLA memory without running (slow CPUs)')
   p.add_argument('--child', help=argparse.SUPPRESS)  # One configuration, JSON on the last line.
@@ -120,6 +124,12 @@ def model_flops(config, batch: int, patch: int) -> float:
   return float(cost.get('flops', 0.0)) if isinstance(cost, dict) else 0.0
 
 
+def _spec_name(spec: dict) -> str:
+  m = spec['model']
+  name = f"x{m['scale']}_{m['dtype']}{'_remat' if m['remat'] else ''}"
+  return name + (('_' + re.sub('[^A-Za-z0-9]+', '_', spec['variant'])) if spec['variant'] else '')
+
+
 def run_one(spec: dict) -> dict:
   """Compiles and times one configuration in this process."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -164,6 +174,16 @@ def run_one(spec: dict) -> dict:
     state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
+  if spec.get('profile'):  # a few more steps under the profiler (benchmarks/xplane_summary.py)
+    folder = os.path.join(spec['profile'], _spec_name(spec))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'optimized_hlo.txt'), 'w') as f:  # fusion names -> jax ops
+      f.write(compiled.as_text())
+    jax.profiler.start_trace(folder)
+    for _ in range(3):
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    jax.profiler.stop_trace()
   loss = float(metrics['loss'])
   if not np.isfinite(loss):
     raise RuntimeError(f'non-finite loss {loss} in {spec}')
@@ -187,7 +207,8 @@ def main(argv=None) -> list[dict]:
     specs.append(dict(model=dict(base, scale=scale, dtype=dtype, remat=remat == 'on', **variant),
                       variant=','.join(f'{k}={v}' for k, v in variant.items()),
                       batch=args.batch, patch=args.patch, steps=args.steps, warmup=args.warmup,
-                      compile_only=args.compile_only, cache_dir=args.cache_dir))
+                      compile_only=args.compile_only, cache_dir=args.cache_dir,
+                      profile=args.profile))
   compiled = {}
   if args.compile_jobs > 1:
     compiled = dict(enumerate(common.precompile(__file__, specs, args.compile_jobs, args.cache_dir,

@@ -230,7 +230,8 @@ def test_benchmark_script_runs_small(env, tmp_path):
        'float32', '--remat', 'off', '--channels', '8', '--struct-blocks', '1', '--recon-blocks',
        '1', '--num-steps', '2', '--batch', '8', '--patch', '8', '--steps', '2', '--warmup', '1',
        '--variant', '', '--variant', 'up_impl=subpixel', '--compile-jobs', '2',
-       '--cache-dir', str(tmp_path / 'cache'), '--json', str(tmp_path / 'r.json')],
+       '--cache-dir', str(tmp_path / 'cache'), '--json', str(tmp_path / 'r.json'),
+       '--profile', str(tmp_path / 'prof')],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.splitlines()
@@ -244,6 +245,17 @@ def test_benchmark_script_runs_small(env, tmp_path):
   results = json.loads((tmp_path / 'r.json').read_text())
   assert [r['model']['up_impl'] for r in results[1:]] == ['subpixel']
   assert 'device: cpu x1' in proc.stdout
+  # --profile: a trace and the optimized HLO per configuration, which xplane_summary splits by
+  # network part (here from XLA:CPU's thunks).
+  assert sorted(p.name for p in (tmp_path / 'prof').iterdir()) == [
+      'x2_float32', 'x2_float32_up_impl_subpixel']
+  folder = tmp_path / 'prof' / 'x2_float32'
+  trace, = folder.glob('plugins/profile/*/*.xplane.pb')
+  summary = subprocess.run(
+      [sys.executable, str(REPO / 'benchmarks' / 'xplane_summary.py'), str(trace), '--hlo',
+       str(folder / 'optimized_hlo.txt')], env=env, capture_output=True, text=True, timeout=300)
+  assert summary.returncode == 0, summary.stderr[-3000:]
+  assert 'backward feat_ext' in summary.stdout and 'forward feat_refine' in summary.stdout
 
 
 def test_other_network_in_workdir_is_refused(runs):

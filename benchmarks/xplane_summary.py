@@ -1,0 +1,138 @@
+r"""Where a profiled step's GPU time goes: kernel time by kind of XLA op and by network part.
+
+  python benchmarks/train_step.py --scales 2 --dtypes bfloat16 --remat off --profile PROF
+  python benchmarks/xplane_summary.py PROF/x2_bfloat16/plugins/profile/*/*.xplane.pb[.gz] \
+      --hlo PROF/x2_bfloat16/optimized_hlo.txt
+
+Reads the profiler's XSpace protobuf (tensorflow's copy of its schema, so this runs where
+tensorflow is installed, not on the GPU machine). On the CPU the same is done for XLA's thunks
+(their times add up over threads, so they can exceed the span). Kernel time is the sum of the GPU kernels'
+durations; `busy` is that over the span from the first kernel's start to the last one's end, so
+1 - busy is the time the GPU sat idle between kernels (launch gaps).
+"""
+
+import argparse
+import collections
+import gzip
+import re
+
+
+def load(path: str):
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  with (gzip.open if path.endswith('.gz') else open)(path, 'rb') as f:
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(f.read())
+  return space
+
+
+def kernels(space):
+  """(start_ps, duration_ps, kernel name, hlo op, tf op) of every GPU kernel event; without a GPU
+  plane, of every XLA:CPU thunk (named after its HLO instruction)."""
+  out = []
+  for plane in space.planes:
+    if plane.name == '/host:CPU':
+      for line in plane.lines:
+        if line.name.startswith('tf_XLA'):
+          for e in line.events:
+            name = plane.event_metadata[e.metadata_id].name
+            if not name.startswith('ThunkExecutor'):
+              out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps, name, name, ''))
+    if not plane.name.startswith('/device:GPU'):
+      continue
+    names = {k: v.name for k, v in plane.stat_metadata.items()}
+    for line in plane.lines:
+      for e in line.events:
+        stats = {names[s.metadata_id]: names.get(s.ref_value, '') for s in e.stats
+                 if names[s.metadata_id] in ('hlo_op', 'tf_op')}
+        out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps,
+                    plane.event_metadata[e.metadata_id].name, stats.get('hlo_op', ''),
+                    stats.get('tf_op', '')))
+  return sorted(out)
+
+
+def op_kind(hlo_op: str, kernel: str) -> str:
+  if hlo_op.startswith('cudnn-conv-bw-filter') or 'wgrad' in kernel:
+    return 'conv weight gradient'
+  if hlo_op.startswith('cudnn-conv-bw-input') or 'dgrad' in kernel:
+    return 'conv input gradient'
+  if hlo_op.startswith('cudnn-conv'):
+    return 'conv forward'
+  if 'gemm' in hlo_op or hlo_op.startswith('dot') or 'cublas' in hlo_op:
+    return 'matmul'
+  if 'memcpy' in kernel or 'memset' in kernel.lower():
+    return 'copy/memset'
+  if hlo_op.startswith(('ynn_fusion', 'convolution', 'onednn')):
+    return 'conv (XLA:CPU)'
+  if hlo_op.startswith('while'):
+    return 'loop (CPU conv weight gradient)'
+  return 'fusion (elementwise, reductions, layout)'
+
+
+def op_names(hlo_text: str) -> dict[str, str]:
+  """Instruction name -> the jax op path in its metadata (from `compiled.as_text()`)."""
+  return dict(re.findall(r'^\s*%?([\w.\-]+) = [^\n]*?op_name="([^"]*)"', hlo_text, re.M))
+
+
+def part(op_name: str, depth: int = 1) -> str:
+  """'forward feat_ext', 'backward up', 'optimizer/loss/other', ... from a jax op path (with
+  depth 2: 'forward feat_ext/block_0', ...)."""
+  if not op_name:
+    return 'unknown'
+  if 'DSSR' not in op_name:
+    return 'optimizer/loss/other'
+  direction = 'backward' if 'transpose(' in op_name else 'forward'
+  path = op_name.split('DSSR', 1)[1].split('/')
+  names = [p for p in path[1:] if re.fullmatch(r'[A-Za-z_]+[0-9]*', p)
+           and p not in ('eval_jaxpr', 'closed_call', 'step', 'while', 'body')]
+  return f"{direction} {'/'.join(names[:depth]) or 'DSSR'}"
+
+
+def table(title, totals, counts, denom_ps, steps):
+  print(f'\n{title:<42} {"ms/step":>8} {"share":>6} {"kernels/step":>12}')
+  for k, v in sorted(totals.items(), key=lambda kv: -kv[1]):
+    print(f'{k:<42} {v / 1e9 / steps:8.2f} {v / denom_ps:6.1%} {counts[k] / steps:12.0f}')
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('xplane')
+  p.add_argument('--steps', type=int, default=3, help='steps in the trace')
+  p.add_argument('--top', type=int, default=15, help='largest single kernels to list')
+  p.add_argument('--depth', type=int, default=1, help='network part: 1 = layer, 2 = sublayer')
+  p.add_argument('--hlo', help="the step's optimized HLO text (train_step.py --profile writes "
+                 'it), to split the time by network part')
+  args = p.parse_args(argv)
+  ev = kernels(load(args.xplane))
+  names = {}
+  if args.hlo:
+    with (gzip.open if args.hlo.endswith('.gz') else open)(args.hlo, 'rt') as f:
+      names = op_names(f.read())
+  if not ev:
+    raise SystemExit(f'{args.xplane}: no GPU kernel events')
+  total = sum(e[1] for e in ev)
+  span = max(s + d for s, d, *_ in ev) - ev[0][0]
+  print(f'{len(ev) / args.steps:.0f} kernels/step, kernel time {total / 1e9 / args.steps:.2f} '
+        f'ms/step, span {span / 1e9 / args.steps:.2f} ms/step, busy {total / span:.1%}')
+  by_kind, n_kind = collections.Counter(), collections.Counter()
+  by_part, n_part = collections.Counter(), collections.Counter()
+  by_kernel, n_kernel = collections.Counter(), collections.Counter()
+  for _, d, kernel, hlo, _ in ev:
+    k = op_kind(hlo, kernel)
+    by_kind[k] += d
+    n_kind[k] += 1
+    # Inside a command buffer (CUDA graph) the op is the buffer; the kernel is named after it.
+    where = part(names.get(hlo) or names.get(re.sub(r'_(\d+)$', r'.\1', kernel), ''), args.depth)
+    by_part[where] += d
+    n_part[where] += 1
+    name = f'{k[:12]}: {kernel[:60]}'
+    by_kernel[name] += d
+    n_kernel[name] += 1
+  table('by kind', by_kind, n_kind, total, args.steps)
+  if names:
+    table('by network part', by_part, n_part, total, args.steps)
+  top = dict(sorted(by_kernel.items(), key=lambda kv: -kv[1])[:args.top])
+  table('largest kernels (summed by name)', top, n_kernel, total, args.steps)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# Second GPU session: candidate speed-ups of the bf16 train step and 2K inference, each against
-# the configuration measured by gpu_session.sh, in one call (compile all in parallel, then time).
-#   bash benchmarks/gpu_tuning.sh [BUDGET_SECONDS]
-BUDGET=${1:-400}
+# Candidate speed-ups against the default on a GPU, in one call: the bf16 train step (x2, x4,
+# batch 8, LR 64) and x2 inference (2K whole image, 256x256) for the default network and for
+# each model variant given ('field=value,...', DSSR fields). Everything is compiled first, in
+# parallel, into one persistent cache; then each configuration is timed alone, as long as the
+# budget lasts. Set XLA_FLAGS around the call to try compiler flags instead.
+#
+#   bash benchmarks/gpu_tuning.sh BUDGET_SECONDS VARIANT...
+#   bash benchmarks/gpu_tuning.sh 420 narrow_convs=True narrow_convs=True,bicubic_dense=False
+#
+# Results: $OUT/train.json, $OUT/infer_0.json (default), $OUT/infer_N.json (the N-th variant).
+BUDGET=${1:?usage: gpu_tuning.sh BUDGET_SECONDS VARIANT...}
+shift
 OUT=${OUT:-/tmp/dssr_gpu_tuning}
 source "$(dirname "$0")/gpu_common.sh"
-FUSE=--xla_gpu_use_runtime_fusion=true  # cuDNN runtime fusion: conv + bias + LeakyReLU
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+VARIANTS=('' "$@")
 TRAIN=(python3 benchmarks/train_step.py --steps 20 --warmup 3 --cache-dir "$CACHE"
-       --dtypes bfloat16 --remat off)
-T1=(--scales 2 4 --variant up_impl=subpixel --variant up_impl=subpixel,down_impl=space_to_depth)
-T2=(--scales 2 4 --variant up_impl=subpixel)
+       --dtypes bfloat16 --remat off --scales 2 4)
+for v in "${VARIANTS[@]}"; do TRAIN+=(--variant "$v"); done
 INFER=(python3 benchmarks/infer.py --repeats 20 --cache-dir "$CACHE" --dtype bfloat16
-       --cases full2k x2_256 --variant up_impl=subpixel)
+       --cases full2k x2_256)
 
 T=$(( $(left) / 2 ))
 echo "== compiling (at most $T s)"
-timeout $T "${TRAIN[@]}" "${T1[@]}" --compile-only --compile-jobs 4 >"$OUT/c1.txt" 2>&1 &
-XLA_FLAGS=$FUSE timeout $T "${TRAIN[@]}" "${T2[@]}" --compile-only --compile-jobs 2 \
-  >"$OUT/c2.txt" 2>&1 &
-timeout $T "${INFER[@]}" --compile-only --compile-jobs 2 >"$OUT/c3.txt" 2>&1 &
-XLA_FLAGS=$FUSE timeout $T "${INFER[@]}" --compile-only --compile-jobs 2 >"$OUT/c4.txt" 2>&1 &
+timeout $T "${TRAIN[@]}" --compile-only --compile-jobs $((2 * ${#VARIANTS[@]})) \
+  >"$OUT/c_train.txt" 2>&1 &
+for i in "${!VARIANTS[@]}"; do
+  timeout $T "${INFER[@]}" --variant "${VARIANTS[$i]}" --compile-only --compile-jobs 2 \
+    >"$OUT/c_infer_$i.txt" 2>&1 &
+done
 wait
-cat "$OUT"/c*.txt && rm -f "$OUT"/c*.txt
+cat "$OUT"/c_*.txt && rm -f "$OUT"/c_*.txt
 echo "== compiled after $((SECONDS - START)) s"
-run train_variants "${TRAIN[@]}" "${T1[@]}"
-XLA_FLAGS=$FUSE run train_fused "${TRAIN[@]}" "${T2[@]}"
-run infer_subpixel "${INFER[@]}"
-XLA_FLAGS=$FUSE run infer_fused "${INFER[@]}"
+run train "${TRAIN[@]}"
+for i in "${!VARIANTS[@]}"; do run "infer_$i" "${INFER[@]}" --variant "${VARIANTS[$i]}"; done
 echo "== done after $((SECONDS - START)) s"

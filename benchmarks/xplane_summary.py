@@ -1,4 +1,4 @@
-r"""Where a profiled step's GPU time goes: kernel time by kind of XLA op and by network part.
+r"""Where a profiled step's time goes: GPU kernel (or XLA:CPU thunk) time by kind and by part.
 
   python benchmarks/train_step.py --scales 2 --dtypes bfloat16 --remat off --profile PROF
   python benchmarks/xplane_summary.py PROF/x2_bfloat16/plugins/profile/*/*.xplane.pb[.gz] \
@@ -32,11 +32,14 @@ def kernels(space):
   for plane in space.planes:
     if plane.name == '/host:CPU':
       for line in plane.lines:
-        if line.name.startswith('tf_XLA'):
-          for e in line.events:
-            name = plane.event_metadata[e.metadata_id].name
-            if not name.startswith('ThunkExecutor'):
-              out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps, name, name, ''))
+        if not line.name.startswith('tf_XLA'):
+          continue
+        for e in line.events:
+          name = plane.event_metadata[e.metadata_id].name
+          # Wrappers and markers, and control flow, whose events enclose their bodies' thunks.
+          if not name.startswith(('ThunkExecutor', 'end: ', 'SlinkyThreadPool', 'while',
+                                  'conditional', 'call')):
+            out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps, name, name, ''))
     if not plane.name.startswith('/device:GPU'):
       continue
     names = {k: v.name for k, v in plane.stat_metadata.items()}
@@ -63,8 +66,6 @@ def op_kind(hlo_op: str, kernel: str) -> str:
     return 'copy/memset'
   if hlo_op.startswith(('ynn_fusion', 'convolution', 'onednn')):
     return 'conv (XLA:CPU)'
-  if hlo_op.startswith('while'):
-    return 'loop (CPU conv weight gradient)'
   return 'fusion (elementwise, reductions, layout)'
 
 
@@ -108,7 +109,7 @@ def main(argv=None):
     with (gzip.open if args.hlo.endswith('.gz') else open)(args.hlo, 'rt') as f:
       names = op_names(f.read())
   if not ev:
-    raise SystemExit(f'{args.xplane}: no GPU kernel events')
+    raise SystemExit(f'{args.xplane}: no GPU kernel or XLA:CPU thunk events')
   total = sum(e[1] for e in ev)
   span = max(s + d for s, d, *_ in ev) - ev[0][0]
   print(f'{len(ev) / args.steps:.0f} kernels/step, kernel time {total / 1e9 / args.steps:.2f} '

@@ -57,3 +57,22 @@ def test_part_names():
   assert part('jit(train_step)/transpose(jvp(DSSR))/closed_call/step/down/reshape', 2) == (
       'backward down/reshape')
   assert part('jit(train_step)/jvp(DSSR)/conv1/conv_general_dilated') == 'forward conv1'
+
+
+def test_cpu_thunks_count_once(tmp_path):
+  """Without a GPU plane the XLA:CPU thunks are read; wrappers, markers and a while loop (whose
+  event encloses its body's thunks) are not counted again."""
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  space = xplane_pb2.XSpace()
+  plane = space.planes.add(name='/host:CPU')
+  names = ('ThunkExecutor::Execute', 'while.3', 'ynn_fusion.1', 'end: ynn_fusion', 'copy_fusion.2')
+  for i, name in enumerate(names):
+    plane.event_metadata[i + 1].id, plane.event_metadata[i + 1].name = i + 1, name
+  line = plane.lines.add(name='tf_XLAEigen/7', timestamp_ns=0)
+  for meta, start, dur in ((1, 0, 100), (2, 0, 30), (3, 5, 10), (4, 14, 1), (5, 40, 5)):
+    line.events.add(metadata_id=meta, offset_ps=start, duration_ps=dur)
+  plane.lines.add(name='python').events.add(metadata_id=5, offset_ps=0, duration_ps=99)
+  ev = xplane_summary.kernels(space)
+  assert [(e[2], e[1]) for e in ev] == [('ynn_fusion.1', 10), ('copy_fusion.2', 5)]
+  assert [xplane_summary.op_kind(e[3], e[2]) for e in ev] == [
+      'conv (XLA:CPU)', 'fusion (elementwise, reductions, layout)']

@@ -26,8 +26,8 @@ def load(path: str):
 
 
 def kernels(space):
-  """(start_ps, duration_ps, kernel name, hlo op, tf op) of every GPU kernel event; without a GPU
-  plane, of every XLA:CPU thunk (named after its HLO instruction)."""
+  """(start_ps, duration_ps, kernel name, hlo op) of every GPU kernel event; without a GPU plane,
+  of every XLA:CPU thunk (named after its HLO instruction)."""
   out = []
   for plane in space.planes:
     if plane.name == '/host:CPU':
@@ -39,17 +39,16 @@ def kernels(space):
           # Wrappers and markers, and control flow, whose events enclose their bodies' thunks.
           if not name.startswith(('ThunkExecutor', 'end: ', 'SlinkyThreadPool', 'while',
                                   'conditional', 'call')):
-            out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps, name, name, ''))
+            out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps, name, name))
     if not plane.name.startswith('/device:GPU'):
       continue
     names = {k: v.name for k, v in plane.stat_metadata.items()}
     for line in plane.lines:
       for e in line.events:
-        stats = {names[s.metadata_id]: names.get(s.ref_value, '') for s in e.stats
-                 if names[s.metadata_id] in ('hlo_op', 'tf_op')}
+        hlo = next((names.get(s.ref_value, '') for s in e.stats
+                    if names[s.metadata_id] == 'hlo_op'), '')
         out.append((line.timestamp_ns * 1000 + e.offset_ps, e.duration_ps,
-                    plane.event_metadata[e.metadata_id].name, stats.get('hlo_op', ''),
-                    stats.get('tf_op', '')))
+                    plane.event_metadata[e.metadata_id].name, hlo))
   return sorted(out)
 
 
@@ -117,7 +116,7 @@ def main(argv=None):
   by_kind, n_kind = collections.Counter(), collections.Counter()
   by_part, n_part = collections.Counter(), collections.Counter()
   by_kernel, n_kernel = collections.Counter(), collections.Counter()
-  for _, d, kernel, hlo, _ in ev:
+  for _, d, kernel, hlo in ev:
     k = op_kind(hlo, kernel)
     by_kind[k] += d
     n_kind[k] += 1

@@ -249,14 +249,12 @@ def test_conv_of_conv_equals_the_two_convs(shape):
   ct = f32(*ref.shape)
   for a, b in zip(vjp_ref(ct), vjp_out(ct)):
     assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) < 1e-5
-  conv = layers.Conv(72)  # 72 channels: wide enough for the CPU to take the folded path
+  conv = layers.Conv(72)  # 72 channels: wide enough for the layer to take the folded path
   y0 = layers._conv(x0, w0, padding=same) + b0
   params = conv.init(jax.random.key(0), y0)
-  with layers.conv_backward('explicit'):
-    via_x0 = conv.apply(params, y0, (x0, w0, b0))
+  via_x0 = conv.apply(params, y0, (x0, w0, b0))
   np.testing.assert_allclose(via_x0, conv.apply(params, y0), atol=1e-5, rtol=1e-5)
-  with layers.conv_backward('explicit'):  # the interior comes from x0, the ring from y0
-    moved = conv.apply(params, y0 + 1.0, (x0, w0, b0))
+  moved = conv.apply(params, y0 + 1.0, (x0, w0, b0))  # the interior from x0, the ring from y0
   np.testing.assert_array_equal(moved[:, 1:-1, 1:-1], via_x0[:, 1:-1, 1:-1])
   assert not np.allclose(moved[:, 0], via_x0[:, 0], atol=1e-3)
 

@@ -23,7 +23,11 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-  """'key=value,key2=value2' -> {key: literal value} (strings that are no literal stay strings)."""
+  """'key=value,key2=value2' -> {key: literal value} (strings that are no literal stay strings).
+
+  Keys starting with 'xla_' are XLA flags for that configuration's process, not model fields
+  (`split_variant`), e.g. 'up_impl=subpixel,xla_gpu_use_runtime_fusion=true'.
+  """
   kw = {}
   for item in filter(None, text.split(',')):
     key, sep, value = item.partition('=')
@@ -34,6 +38,12 @@ def parse_variant(text: str) -> dict[str, Any]:
     except (ValueError, SyntaxError):
       kw[key] = value
   return kw
+
+
+def split_variant(kw: dict[str, Any]) -> tuple[dict[str, Any], str]:
+  """A parsed variant -> (model fields, XLA_FLAGS text of its 'xla_*' items)."""
+  flags = ' '.join(f'--{k}={v}' for k, v in kw.items() if k.startswith('xla_'))
+  return {k: v for k, v in kw.items() if not k.startswith('xla_')}, flags
 
 
 def enable_compilation_cache(cache_dir: str | None) -> None:
@@ -48,11 +58,19 @@ def enable_compilation_cache(cache_dir: str | None) -> None:
 
 def run_child(script: str, spec: dict, env: dict | None = None) -> dict:
   """Runs `script --child SPEC_JSON` and returns the JSON of its last stdout line, or
-  spec + {'error': ...} when it failed."""
+  spec + {'error': ...} when it failed. `spec['xla_flags']` is added to the child's XLA_FLAGS
+  (JAX's persistent cache keys include them)."""
+  env = dict(env or os.environ)
+  if spec.get('xla_flags'):
+    env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {spec['xla_flags']}".strip()
   proc = subprocess.run([sys.executable, script, '--child', json.dumps(spec)], capture_output=True,
-                        text=True, cwd=REPO, env=env or dict(os.environ), check=False)
+                        text=True, cwd=REPO, env=env, check=False)
   if proc.returncode:
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+    # (the last line, unless it is JAX's note on filtered traceback frames, printed after the
+    # error when a compiled computation raises)
+    lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines()
+             if ln.strip() and not ln.startswith(('For simplicity, JAX has removed', '-----'))]
+    tail = lines[-1:]
     if proc.returncode < 0:  # e.g. SIGKILL from the kernel's out-of-memory killer
       tail = [f'killed by signal {-proc.returncode} (out of memory?)'] + tail
     return dict(spec, error=tail)

@@ -46,7 +46,7 @@ def parse_args(argv=None):
   p.add_argument('--overlap', type=int, default=32, help='LR overlap for the tiled case')
   p.add_argument('--max-tiles', type=int, default=0,
                  help='tiled case: stop after this many tiles (memory check only; 0 = all)')
-  p.add_argument('--variant', default='', help="extra DSSR fields 'key=value,...'")
+  p.add_argument('--variant', default='', help="extra DSSR fields 'key=value,...'; keys xla_* are XLA flags")
   p.add_argument('--compile-jobs', type=int, default=1,
                  help='> 1: compile the cases this many at a time into the persistent '
                       'compilation cache first, then time them one by one')
@@ -60,7 +60,7 @@ def parse_args(argv=None):
       or args.compile_jobs < 1):
     p.error('--repeats, --tile, --compile-jobs must be >= 1 and 0 <= --overlap < --tile')
   try:
-    args.variant_kw = common.parse_variant(args.variant)
+    args.variant_kw, args.xla_flags = common.split_variant(common.parse_variant(args.variant))
   except ValueError as e:
     p.error(str(e))
   return args
@@ -162,7 +162,8 @@ def main(argv=None) -> list:
     return []
   specs = [dict(CASES[case], case=case, dtype=args.dtype, repeats=args.repeats, tile=args.tile,
                 overlap=args.overlap, max_tiles=args.max_tiles if case == 'tiled2k' else 0,
-                model=args.variant_kw, cache_dir=args.cache_dir) for case in args.cases]
+                model=args.variant_kw, xla_flags=args.xla_flags, cache_dir=args.cache_dir)
+           for case in args.cases]
   if args.compile_jobs > 1 or args.compile_only:
     failed = [r for r in common.precompile(__file__, specs, args.compile_jobs, args.cache_dir,
                                            'cases', lambda r: r['case']) if 'error' in r]

@@ -51,7 +51,8 @@ def parse_args(argv=None):
   p.add_argument('--recon-blocks', type=int)
   p.add_argument('--num-steps', type=int, help='T')
   p.add_argument('--variant', action='append', default=None,
-                 help="extra DSSR fields 'key=value,...' (repeat; '' = as configured)")
+                 help="extra DSSR fields 'key=value,...' (repeat; '' = as configured); "
+                      "keys xla_* are XLA flags for that configuration only")
   p.add_argument('--compile-jobs', type=int, default=1,
                  help='> 1: first compile every configuration, this many at a time, into the '
                       'persistent compilation cache; then time them one by one')
@@ -204,8 +205,9 @@ def main(argv=None) -> list[dict]:
   specs = []
   for scale, dtype, remat, variant in itertools.product(args.scales, args.dtypes, args.remat,
                                                         args.variants):
-    specs.append(dict(model=dict(base, scale=scale, dtype=dtype, remat=remat == 'on', **variant),
-                      variant=','.join(f'{k}={v}' for k, v in variant.items()),
+    fields, xla_flags = common.split_variant(variant)
+    specs.append(dict(model=dict(base, scale=scale, dtype=dtype, remat=remat == 'on', **fields),
+                      variant=','.join(f'{k}={v}' for k, v in variant.items()), xla_flags=xla_flags,
                       batch=args.batch, patch=args.patch, steps=args.steps, warmup=args.warmup,
                       compile_only=args.compile_only, cache_dir=args.cache_dir,
                       profile=args.profile))

@@ -258,6 +258,25 @@ def test_benchmark_script_runs_small(env, tmp_path):
   assert 'backward feat_ext' in summary.stdout and 'forward feat_refine' in summary.stdout
 
 
+def test_benchmark_variant_xla_items_reach_the_child_only(tmp_path, monkeypatch):
+  """'xla_*' variant items become that child's XLA_FLAGS (after the caller's), not model fields."""
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  fields, flags = common.split_variant(common.parse_variant(
+      'up_impl=subpixel,xla_gpu_enable_command_buffer=+CONVOLUTION,xla_x=1'))
+  assert fields == {'up_impl': 'subpixel'}
+  assert flags == '--xla_gpu_enable_command_buffer=+CONVOLUTION --xla_x=1'
+  script = tmp_path / 'child.py'
+  script.write_text('import json, os\nprint(json.dumps(os.environ.get("XLA_FLAGS")))\n')
+  monkeypatch.setenv('XLA_FLAGS', '--a=1')
+  assert common.run_child(str(script), {'xla_flags': flags}) == '--a=1 ' + flags
+  assert common.run_child(str(script), {'xla_flags': ''}) == '--a=1'
+  # A failing child reports its error line, not JAX's note on filtered frames printed after it.
+  script.write_text('import sys\nsys.exit("INTERNAL: graph_.validate()\\n'
+                    'For simplicity, JAX has removed its internal frames ...\\n-----")\n')
+  assert common.run_child(str(script), {'n': 1}) == {
+      'n': 1, 'error': ['INTERNAL: graph_.validate()']}
+
+
 def test_other_network_in_workdir_is_refused(runs):
   workdir = runs['dir'] / 'smoke'
   before = sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*'))

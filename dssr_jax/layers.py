@@ -188,39 +188,15 @@ def conv_of_conv(x0, w0, b0, y0, w1, b1):
   return out.at[:, :1].set(ring['top'] + b1).at[:, h - 1:].set(ring['bottom'] + b1)
 
 
-def conv_taps(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-  """Stride-1 convolution with a narrow side (few input or output channels) as one matmul.
-
-  Narrow input: the kh*kw shifted views of x side by side (small for a 3-channel map) times the
-  kernel as a [kh*kw*cin, cout] matrix. Narrow output: x times the kernel as [cin, kh*kw*cout]
-  gives every tap's output at once; the taps' shifted views are summed (in float32). Same values
-  as the conv up to rounding. The reason: conv libraries run 3-channel convs far below their
-  rate (H100 profile, x4 train step: the three 3-channel HR convs took 11% of the step's kernel
-  time for ~1% of its FLOPs).
-  """
-  kh, kw, cin, cout = kernel.shape
-  xp = jnp.pad(x, ((0, 0),) + tuple(padding) + ((0, 0),))
-  h, w = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-  if cin <= cout:
-    cols = jnp.concatenate([xp[:, a:a + h, c:c + w] for a in range(kh) for c in range(kw)], -1)
-    return jnp.einsum('bhwk,ko->bhwo', cols, kernel.reshape(kh * kw * cin, cout))
-  z = jnp.einsum('bhwi,ito->bhwto', xp, kernel.reshape(kh * kw, cin, cout).transpose(1, 0, 2),
-                 preferred_element_type=jnp.float32)
-  y = sum(z[:, a:a + h, c:c + w, a * kw + c] for a in range(kh) for c in range(kw))
-  return y.astype(x.dtype)
-
-
 class Conv(nn.Module):
   """k x k convolution with bias and zero padding (k-1)//2 (PyTorch Conv2d, default init).
 
   `after=(x0, w0, b0)` says that x = conv(x0; w0) + b0 (3x3, 'same'); the layer then reads x0
-  through `conv_of_conv` where that is cheaper (x0 narrow): same values, fewer FLOPs. `narrow`:
-  a conv with <= 4 input or output channels runs as `conv_taps`.
+  through `conv_of_conv` where that is cheaper (x0 narrow): same values, fewer FLOPs.
   """
   features: int
   kernel_size: int = 3
   dtype: Dtype = jnp.float32
-  narrow: bool = False
 
   @nn.compact
   def __call__(self, x, after=None):
@@ -234,8 +210,6 @@ class Conv(nn.Module):
       x0, w0, b0 = (a.astype(self.dtype) for a in after)
       return conv_of_conv(x0, w0, b0, x, w, b)
     p = (k - 1) // 2
-    if self.narrow and k > 1 and min(cin, self.features) <= 4:
-      return conv_taps(x, w, ((p, p), (p, p))) + b
     return conv_s1(x, w, ((p, p), (p, p))) + b
 
 
@@ -487,7 +461,6 @@ class Tail(nn.Module):
   channels: int
   dtype: Dtype = jnp.float32
   fast_shuffle: bool = True
-  narrow: bool = False  # the last conv (C -> 3) as `conv_taps`
 
   @nn.compact
   def __call__(self, x):
@@ -498,4 +471,4 @@ class Tail(nn.Module):
         x = ShuffleConv(c, r, dt, name=f'conv_{2 * n}')(x)
       else:
         x = pixel_shuffle(Conv(c * r * r, dtype=dt, name=f'conv_{2 * n}')(x), r)
-    return Conv(3, dtype=dt, narrow=self.narrow, name=f'conv_{2 * len(factors)}')(x)
+    return Conv(3, dtype=dt, name=f'conv_{2 * len(factors)}')(x)

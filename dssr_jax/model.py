@@ -32,7 +32,6 @@ class Step(nn.Module):
   down_impl: str = 'strided'
   bicubic_dense: bool | None = None
   fold_detail_conv: bool | None = None
-  narrow_convs: bool = False
 
   @nn.compact
   def __call__(self, carry, bic, f_in):
@@ -44,13 +43,12 @@ class Step(nn.Module):
     feat = layers.Cascade(c, self.struct_blocks, dt, name='feat_ext')(f)
     up_f = layers.Up(s, c, dt, self.up_impl, name='up')(feat)
     # The 3-channel images stay float32 whatever the compute dtype.
-    nc = self.narrow_convs
-    detail = layers.Conv(3, dtype=dt, narrow=nc, name='conv_recon')(up_f).astype(jnp.float32) - bic
+    detail = layers.Conv(3, dtype=dt, name='conv_recon')(up_f).astype(jnp.float32) - bic
 
     hr_on = self.modulation != 'none' and self.affine_on in ('both', 'hr')
     lr_on = self.modulation != 'none' and self.affine_on in ('both', 'lr')
     if hr_on or (lr_on and not self.paper_text):
-      conv2 = layers.Conv(c, dtype=dt, narrow=nc, name='conv2')
+      conv2 = layers.Conv(c, dtype=dt, name='conv2')
       d_f = conv2(detail)
     up_st = up_f
     if hr_on:  # its first conv may read `detail` through conv2 (layers.conv_of_conv)
@@ -64,13 +62,13 @@ class Step(nn.Module):
     y = layers.Down(s, c, dt, self.down_impl, name='down')(up_st)
     if lr_on:
       if self.paper_text:  # P2: own 3->C conv on the bicubic-downsampled 3-channel detail map
-        d_lr = layers.Conv(c, dtype=dt, narrow=nc, name='conv2_lr')(
+        d_lr = layers.Conv(c, dtype=dt, name='conv2_lr')(
             resize.torch_bicubic_down(detail, s, self.bicubic_dense))
       else:
         d_lr = resize.torch_bicubic_down(d_f, s, self.bicubic_dense)
       y = layers.Modulation(c, self.modulation, False, dt, name='spatial_trans2')(y, d_lr)
     hidden = y + (f_in if self.paper_text else feat)  # P3: paper adds F_in, code adds feat
-    out = layers.Tail(s, c, dt, narrow=nc, name='UPNet')(
+    out = layers.Tail(s, c, dt, name='UPNet')(
         layers.Cascade(c, self.recon_blocks, dt, name='feat_refine')(hidden))
     sr = out.astype(jnp.float32) + bic
     return (f, hidden), (sr, detail)
@@ -89,8 +87,7 @@ class DSSR(nn.Module):
   `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params);
   `bicubic_dense` the form of the in-network bicubic downsampling (None: by backend, see
   `resize.resize_with`); `fold_detail_conv` whether the HR modulation's first conv reads the
-  3-channel detail map through `conv2` (`layers.conv_of_conv`; None: on the CPU only);
-  `narrow_convs` runs the 3-channel convs as matmuls (`layers.conv_taps`).
+  3-channel detail map through `conv2` (`layers.conv_of_conv`; None: on the CPU only).
   """
   scale: int
   channels: int = 128
@@ -108,7 +105,6 @@ class DSSR(nn.Module):
   down_impl: str = 'strided'
   bicubic_dense: bool | None = None
   fold_detail_conv: bool | None = None
-  narrow_convs: bool = False
 
   def __post_init__(self):
     def bad(field, allowed):
@@ -138,13 +134,12 @@ class DSSR(nn.Module):
       raise ValueError(f'DSSR: lr must have 3 (RGB) channels in the last axis, got shape {lr.shape}')
     x = lr.astype(jnp.float32)
     bic = resize.torch_bicubic_up(x, self.scale)
-    f_in = layers.Conv(self.channels, dtype=DTYPES[self.dtype], narrow=self.narrow_convs,
-                       name='conv1')(x)
+    f_in = layers.Conv(self.channels, dtype=DTYPES[self.dtype], name='conv1')(x)
     kw = dict(scale=self.scale, channels=self.channels, struct_blocks=self.struct_blocks,
               recon_blocks=self.recon_blocks, dtype=self.dtype, modulation=self.modulation,
               affine_on=self.affine_on, paper_text=self.paper_text, up_impl=self.up_impl,
               down_impl=self.down_impl, bicubic_dense=self.bicubic_dense,
-              fold_detail_conv=self.fold_detail_conv, narrow_convs=self.narrow_convs, name='step')
+              fold_detail_conv=self.fold_detail_conv, name='step')
     carry = (f_in, f_in)  # the hidden state starts as the head features
     if self.unroll:
       step_cls = nn.remat(Step) if self.remat else Step

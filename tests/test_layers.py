@@ -257,33 +257,3 @@ def test_conv_of_conv_equals_the_two_convs(shape):
   moved = conv.apply(params, y0 + 1.0, (x0, w0, b0))  # the interior from x0, the ring from y0
   np.testing.assert_array_equal(moved[:, 1:-1, 1:-1], via_x0[:, 1:-1, 1:-1])
   assert not np.allclose(moved[:, 0], via_x0[:, 0], atol=1e-3)
-
-
-@pytest.mark.parametrize('cin,cout,k', [(3, 8, 3), (8, 3, 3), (3, 3, 3), (2, 6, 5), (6, 2, 1)])
-def test_conv_taps_equals_conv(cin, cout, k):
-  """A narrow conv as one matmul (shifted views side by side, or per-tap outputs summed) gives
-  the conv's values and gradients; `Conv(narrow=True)` takes that path only for <= 4 channels."""
-  rng = np.random.default_rng(cin * 10 + cout)
-  f32 = lambda *s: jnp.asarray(rng.standard_normal(s), jnp.float32)
-  x, w = f32(2, 7, 6, cin), f32(k, k, cin, cout)
-  p = (k - 1) // 2
-  pad = ((p, p), (p, p))
-  conv = lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (1, 1), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision=jax.lax.Precision.HIGHEST)
-  ref, vjp_ref = jax.vjp(conv, x, w)
-  out, vjp_out = jax.vjp(lambda x, w: layers.conv_taps(x, w, pad), x, w)
-  np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
-  ct = f32(*ref.shape)
-  for a, b in zip(vjp_ref(ct), vjp_out(ct)):
-    np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-5)
-  layer = layers.Conv(cout, k, narrow=True)
-  params = layer.init(jax.random.key(0), x)
-  np.testing.assert_allclose(layer.apply(params, x), layers.Conv(cout, k).apply(params, x),
-                             atol=1e-5, rtol=1e-5)
-  jaxpr = lambda layer, p, v: str(jax.make_jaxpr(lambda v: layer.apply(p, v))(v))
-  if k > 1:
-    assert 'conv_general_dilated' not in jaxpr(layer, params, x)
-  wide = layers.Conv(8, 3, narrow=True)  # 8 -> 8: not narrow, the ordinary conv
-  v = f32(1, 5, 5, 8)
-  assert 'conv_general_dilated' in jaxpr(wide, wide.init(jax.random.key(1), v), v)

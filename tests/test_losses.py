@@ -107,16 +107,13 @@ def test_gradients_match_the_authors(ref, fixture_model):
   assert np.sqrt(num / den) < 1e-4, np.sqrt(num / den)
 
 
-@pytest.mark.parametrize('narrow_convs', [False, True])
-def test_bfloat16_close_to_float32(ref, fixture_model, narrow_convs):
-  """bf16 compute (params stay f32) changes the fixture outputs by at most 2e-2 (also with the
-  3-channel convs as matmuls, a GPU candidate)."""
+def test_bfloat16_close_to_float32(ref, fixture_model):
+  """bf16 compute (params stay f32) changes the fixture outputs by at most 2e-2."""
   net, _ = ref
   cfg, params, model_lib = fixture_model
   lr = jnp.asarray(nhwc(net['input']))
   f32 = model_lib.DSSR(**cfg, dtype='float32').apply({'params': params}, lr)
-  bf16 = model_lib.DSSR(**cfg, dtype='bfloat16', narrow_convs=narrow_convs).apply(
-      {'params': params}, lr)
+  bf16 = model_lib.DSSR(**cfg, dtype='bfloat16').apply({'params': params}, lr)
   for key in ('sr', 'steps', 'details'):
     assert bf16[key].dtype == jnp.float32
   # The output image within 2e-2 (measured 1.8e-2); per-step maps, whose values reach 4.2, within

@@ -25,11 +25,10 @@ def fixture(fixtures_dir):
   return {k: z[k] for k in z.files}
 
 
-@pytest.mark.parametrize('narrow_convs', [False, True])
-def test_fixture_matches_authors_network(fixture, narrow_convs):
+def test_fixture_matches_authors_network(fixture):
   cfg = {k: int(fixture[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks',
                                       'num_steps')}
-  model = model_lib.DSSR(**cfg, narrow_convs=narrow_convs)
+  model = model_lib.DSSR(**cfg)
   sd = {k[3:]: v for k, v in fixture.items() if k.startswith('sd/')}
   params = convert.torch_to_flax(sd, model)
   assert model_lib.param_count(params) == 3_294_086

@@ -76,7 +76,8 @@ def main(argv=None):
   for v in variants:
     model = model_lib.DSSR(**{**base, **common.parse_variant(v)})
     t0 = time.perf_counter()
-    fn = jax.jit(model.apply).lower({'params': params}, lr).compile()
+    fn = jax.jit(model.apply, compiler_options=model_lib.compiler_options()).lower(
+        {'params': params}, lr).compile()
     out = jax.block_until_ready(fn({'params': params}, lr))  # warm-up
     print(f'variant {v!r}: compile+first run {time.perf_counter() - t0:.1f} s', flush=True)
     if ref is None:

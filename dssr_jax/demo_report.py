@@ -24,7 +24,8 @@ def evaluate(config: ml_collections.ConfigDict, params, hr_dir) -> list[dict]:
   """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir."""
   scale = config.model.scale
   model = model_lib.DSSR(**config.model)
-  apply = jax.jit(lambda p, x: model.apply({'params': p}, x)['sr'])
+  apply = jax.jit(lambda p, x: model.apply({'params': p}, x)['sr'],
+                  compiler_options=model_lib.compiler_options())
   rows = []
   for rec in testsets.gaussian8(hr_dir, scale):
     lr = np.asarray(rec.lr, np.float32) / 255.0

@@ -125,9 +125,10 @@ def make_sr_fn(loaded: LoadedModel, outputs: Sequence[str] = ('sr', 'steps', 'de
   The weights are an argument of the jitted function, not a closure constant, so compiling does
   not fold 8M parameters into the program.
   """
+  from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   outputs = tuple(outputs)
   apply = jax.jit(lambda p, x: {k: v for k, v in loaded.model.apply({'params': p}, x).items()
-                                if k in outputs})
+                                if k in outputs}, compiler_options=model_lib.compiler_options())
   params = jax.device_put(loaded.params)
 
   def fn(lr: Array) -> dict[str, Array]:

@@ -122,7 +122,7 @@ def make_train_step(model: model_lib.DSSR, tx: optax.GradientTransformation, mes
       functools.partial(train_step, model=model, tx=tx, alpha=alpha),
       in_shardings=(shardings, batch_sharding(mesh)),
       out_shardings=(shardings, replicated),
-      donate_argnums=(0,))
+      donate_argnums=(0,), compiler_options=model_lib.compiler_options())
 
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

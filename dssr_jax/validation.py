@@ -56,7 +56,8 @@ class Validator:
     self._replicated = NamedSharding(mesh, P())
     model = model_lib.DSSR(**config.model)
     self._apply = jax.jit(lambda p, x: model.apply({'params': p}, x),
-                          out_shardings=self._replicated)
+                          out_shardings=self._replicated,
+                          compiler_options=model_lib.compiler_options())
 
   def run(self, params, writer, step: int) -> dict[str, float]:
     psnrs, images = [], {}

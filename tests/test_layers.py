@@ -257,3 +257,21 @@ def test_conv_of_conv_equals_the_two_convs(shape):
   moved = conv.apply(params, y0 + 1.0, (x0, w0, b0))  # the interior from x0, the ring from y0
   np.testing.assert_array_equal(moved[:, 1:-1, 1:-1], via_x0[:, 1:-1, 1:-1])
   assert not np.allclose(moved[:, 0], via_x0[:, 0], atol=1e-3)
+
+
+def test_cpu_compiler_options_drop_ynnpack_and_keep_values():
+  """On the CPU, DSSR compiles without XLA's YNNPACK fusions (faster here, see
+  `model.compiler_options`); a conv's gradients are those of the default compile."""
+  from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  opts = model_lib.compiler_options()
+  assert opts == {'xla_cpu_experimental_ynn_fusion_type': ''}  # the pinned jax knows the option
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((2, 16, 12, 32)), jnp.float32)  # big enough for YNNPACK
+  w = jnp.asarray(rng.standard_normal((3, 3, 32, 32)), jnp.float32)
+  ct = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+  f = lambda x, w: jax.vjp(lambda x, w: layers.conv_s1(x, w, ((1, 1), (1, 1))), x, w)[1](ct)
+  default = jax.jit(f).lower(x, w).compile()
+  ours = jax.jit(f, compiler_options=opts).lower(x, w).compile()
+  assert 'ynn_fusion' in default.as_text() and 'ynn_fusion' not in ours.as_text()
+  for a, b in zip(jax.tree_util.tree_leaves(default(x, w)), jax.tree_util.tree_leaves(ours(x, w))):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4)

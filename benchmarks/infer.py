@@ -46,7 +46,8 @@ def parse_args(argv=None):
   p.add_argument('--overlap', type=int, default=32, help='LR overlap for the tiled case')
   p.add_argument('--max-tiles', type=int, default=0,
                  help='tiled case: stop after this many tiles (memory check only; 0 = all)')
-  p.add_argument('--variant', default='', help="extra DSSR fields 'key=value,...'; keys xla_* are XLA flags")
+  p.add_argument('--variant', default='',
+                 help="extra DSSR fields 'key=value,...'; keys xla_* are XLA flags")
   p.add_argument('--compile-jobs', type=int, default=1,
                  help='> 1: compile the cases this many at a time into the persistent '
                       'compilation cache first, then time them one by one')

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, __file__.rsplit('/benchmarks/', 1)[0])
 from benchmarks import forward  # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks import train_step as train_step_bench  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import train_step as train_step_bench  # pylint: disable=wrong-import-position
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -82,7 +82,8 @@ def main(argv=None):
       jax.block_until_ready(c(*a))
       t.append(time.perf_counter() - t0)
   for s, t in zip(sets, times):
-    print(f'{json.dumps(s):50s} {" ".join(f"{v:.3f}" for v in t)}  median {statistics.median(t):.3f} s')
+    runs = ' '.join(f'{v:.3f}' for v in t)
+    print(f'{json.dumps(s):50s} {runs}  median {statistics.median(t):.3f} s')
 
 
 if __name__ == '__main__':

@@ -6,7 +6,7 @@
 # budget lasts. Set XLA_FLAGS around the call to try compiler flags instead.
 #
 #   bash benchmarks/gpu_tuning.sh BUDGET_SECONDS VARIANT...
-#   bash benchmarks/gpu_tuning.sh 420 up_impl=subpixel up_impl=subpixel,xla_gpu_use_runtime_fusion=true
+#   bash benchmarks/gpu_tuning.sh 420 up_impl=subpixel xla_gpu_use_runtime_fusion=true
 #
 # Results: $OUT/train.json, $OUT/infer_0.json (default), $OUT/infer_N.json (the N-th variant).
 BUDGET=${1:?usage: gpu_tuning.sh BUDGET_SECONDS VARIANT...}

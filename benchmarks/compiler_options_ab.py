@@ -24,21 +24,12 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit('/benchmarks/', 1)[0])
 from benchmarks import forward  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import train_step as train_step_bench  # pylint: disable=wrong-import-position
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dssr_jax import train_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def lowered_train_step(model_kw: dict, rng):
-  config = default.get_config()
-  config.model.update(model_kw)
-  config.train.batch_size = 8
-  mesh = train_lib.create_mesh()
-  model, tx, state = train_lib.create_train_state(config, mesh)
-  step = train_lib.make_train_step(model, tx, mesh, state, config.train.alpha)
-  s = config.model.scale
-  batch = train_lib.global_batch({'lr': rng.random((8, 64, 64, 3), np.float32),
-                                  'hr': rng.random((8, 64 * s, 64 * s, 3), np.float32)}, mesh)
+def lowered_train_step(model_kw: dict):
+  # Jitted with XLA's defaults ({}), so that each option set below is all there is.
+  _, step, state, batch = train_step_bench.synthetic_step(model_kw, 8, 64, compiler_options={})
   # A copy per run: the step donates its state.
   return step.lower(state, batch), lambda: (jax.tree_util.tree_map(lambda a: a.copy(), state),
                                             batch)
@@ -69,7 +60,7 @@ def main(argv=None):
   model_kw = dict(train_step_bench.SMALL if args.small else {}, scale=args.scale)
   rng = np.random.default_rng(0)
   lowered, inputs = (lowered_forward(model_kw, args.size, rng) if args.forward
-                     else lowered_train_step(model_kw, rng))
+                     else lowered_train_step(model_kw))
   compiled = [lowered.compile(compiler_options=s or None) for s in sets]
   for c in compiled:
     jax.block_until_ready(c(*inputs()))  # warm-up

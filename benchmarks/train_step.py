@@ -131,26 +131,37 @@ def _spec_name(spec: dict) -> str:
   return name + (('_' + re.sub('[^A-Za-z0-9]+', '_', spec['variant'])) if spec['variant'] else '')
 
 
-def run_one(spec: dict) -> dict:
-  """Compiles and times one configuration in this process."""
-  import jax  # pylint: disable=g-import-not-at-top
+def synthetic_step(model_kw: dict, batch: int, patch: int, compiler_options=None):
+  """The default config with `model_kw`: its jitted train step (`compiler_options` as in
+  `train_lib.make_train_step`), initial state and one synthetic batch (uniform, seed 0) of
+  `batch` LR patches `patch` x `patch` with their HR targets, over all local devices."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   from dssr_jax import train_lib  # pylint: disable=g-import-not-at-top
 
-  common.enable_compilation_cache(spec.get('cache_dir'))
   config = default.get_config()
-  config.model.update(spec['model'])
-  config.train.batch_size = spec['batch']
+  config.model.update(model_kw)
+  config.train.batch_size = batch
   mesh = train_lib.create_mesh()
-  train_lib.check_batch_size(spec['batch'], mesh)
+  train_lib.check_batch_size(batch, mesh)
   model, tx, state = train_lib.create_train_state(config, mesh)
-  step = train_lib.make_train_step(model, tx, mesh, state, config.train.alpha)
-  s, p = config.model.scale, spec['patch']
+  step = train_lib.make_train_step(model, tx, mesh, state, config.train.alpha, compiler_options)
+  s = config.model.scale
   rng = np.random.default_rng(0)
-  batch = train_lib.global_batch({
-      'lr': rng.random((spec['batch'], p, p, 3), np.float32),
-      'hr': rng.random((spec['batch'], p * s, p * s, 3), np.float32)}, mesh)
+  arrays = train_lib.global_batch({
+      'lr': rng.random((batch, patch, patch, 3), np.float32),
+      'hr': rng.random((batch, patch * s, patch * s, 3), np.float32)}, mesh)
+  return config, step, state, arrays
+
+
+def run_one(spec: dict) -> dict:
+  """Compiles and times one configuration in this process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  common.enable_compilation_cache(spec.get('cache_dir'))
+  p = spec['patch']
+  config, step, state, batch = synthetic_step(spec['model'], spec['batch'], p)
 
   t0 = time.perf_counter()
   compiled = step.lower(state, batch).compile()

@@ -113,16 +113,23 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def make_train_step(model: model_lib.DSSR, tx: optax.GradientTransformation, mesh: Mesh,
-                    state_shape: TrainState, alpha: float
+                    state_shape: TrainState, alpha: float,
+                    compiler_options: dict[str, str] | None = None
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-  """One `jax.jit` of `train_step`: replicated state (donated), batch sharded on axis 0."""
+  """One `jax.jit` of `train_step`: replicated state (donated), batch sharded on axis 0.
+
+  `compiler_options`: XLA's options for it; None = `model.compiler_options()`, {} = XLA's
+  defaults (for A/B studies).
+  """
+  if compiler_options is None:
+    compiler_options = model_lib.compiler_options()
   replicated = NamedSharding(mesh, P())
   shardings = state_shardings(state_shape, mesh)
   return jax.jit(
       functools.partial(train_step, model=model, tx=tx, alpha=alpha),
       in_shardings=(shardings, batch_sharding(mesh)),
       out_shardings=(shardings, replicated),
-      donate_argnums=(0,), compiler_options=model_lib.compiler_options())
+      donate_argnums=(0,), compiler_options=compiler_options)
 
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

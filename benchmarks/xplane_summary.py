@@ -63,7 +63,9 @@ def op_kind(hlo_op: str, kernel: str) -> str:
     return 'matmul'
   if 'memcpy' in kernel or 'memset' in kernel.lower():
     return 'copy/memset'
-  if hlo_op.startswith(('ynn_fusion', 'convolution', 'onednn')):
+  # (XLA:CPU names a conv thunk after its library fusion, or after the jax op when it runs the
+  # conv itself, as DSSR's `model.compiler_options()` has it do)
+  if hlo_op.startswith(('ynn_fusion', 'convolution', 'conv_general_dilated', 'onednn')):
     return 'conv (XLA:CPU)'
   return 'fusion (elementwise, reductions, layout)'
 

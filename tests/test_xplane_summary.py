@@ -76,3 +76,6 @@ def test_cpu_thunks_count_once(tmp_path):
   assert [(e[2], e[1]) for e in ev] == [('ynn_fusion.1', 10), ('copy_fusion.2', 5)]
   assert [xplane_summary.op_kind(e[3], e[2]) for e in ev] == [
       'conv (XLA:CPU)', 'fusion (elementwise, reductions, layout)']
+  # XLA:CPU's own conv emitter (no YNNPACK) names the thunk after the jax op.
+  assert xplane_summary.op_kind('conv_general_dilated.5', 'conv_general_dilated.5') == (
+      'conv (XLA:CPU)')

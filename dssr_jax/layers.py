@@ -115,16 +115,20 @@ def _conv_explicit_bwd_rule(padding, res, dy):
 
 _conv_explicit_bwd.defvjp(_conv_explicit_fwd, _conv_explicit_bwd_rule)
 
-BACKWARD_IMPLS = ('xla', 'explicit')
+BACKWARD_IMPLS = ('xla', 'cpu', 'explicit')
 _BACKWARD = contextvars.ContextVar('dssr_jax_conv_backward', default=None)
+_ROLLED = contextvars.ContextVar('dssr_jax_rolled_loop', default=False)
 
 
 @contextlib.contextmanager
 def conv_backward(impl: str | None):
-  """Within the block, `conv_s1` traces with this backward pass (None: by backend).
+  """Within the block, `conv_s1` and `Down` trace with this backward pass (None: by backend).
 
-  For studies (the benchmark counts FLOPs with 'xla': XLA's cost analysis counts a rolled loop's
-  body once). It applies when a function is traced, so use it around a fresh `jax.jit`.
+  'xla': XLA's convolutions and their gradients (off the CPU). 'cpu': 1x1 convs as matmuls,
+  `Down`'s gradients through its space-to-depth form, XLA's own 3x3 conv gradients (the CPU
+  default). 'explicit': as 'cpu', with the 3x3 conv gradients of `_conv_explicit_bwd_rule` (the
+  CPU default inside a rolled loop, see `rolled_loop`). It applies when a function is traced, so
+  use it around a fresh `jax.jit`.
   """
   if impl is not None and impl not in BACKWARD_IMPLS:
     raise ValueError(f'conv_backward: impl must be one of {BACKWARD_IMPLS} or None, got {impl!r}')
@@ -135,27 +139,45 @@ def conv_backward(impl: str | None):
     _BACKWARD.reset(token)
 
 
+@contextlib.contextmanager
+def rolled_loop():
+  """Marks what is traced within as the body of a rolled loop (a while loop after compilation).
+
+  Inside while loops XLA:CPU runs convolution gradients on a slow generic path (a small-network
+  remat train step: 5 s with the explicit gradients, still running after 20 minutes with XLA's),
+  so there the CPU default is 'explicit'.
+  """
+  token = _ROLLED.set(True)
+  try:
+    yield
+  finally:
+    _ROLLED.reset(token)
+
+
 def _backward_impl() -> str:
-  return _BACKWARD.get() or ('explicit' if jax.default_backend() == 'cpu' else 'xla')
+  if _BACKWARD.get():
+    return _BACKWARD.get()
+  if jax.default_backend() != 'cpu':
+    return 'xla'
+  return 'explicit' if _ROLLED.get() else 'cpu'
 
 
 def conv_s1(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
   """Stride-1 convolution (NHWC x HWIO) with zero padding ((top, bottom), (left, right)).
 
-  The forward pass is XLA's everywhere. The backward pass is XLA's off the CPU (cuDNN's is fast)
-  and `_conv_explicit_bwd_rule` on the CPU: there XLA's 3x3 weight gradient ran 2.5-3.4x slower
-  than `_weight_grad` (batch 8: C 128 at 64x64, 258 vs 88 ms; at 128x128, 1151 vs 338 ms; C 32
-  at 64x64, 27 vs 11 ms), and inside a rolled loop (remat) both its gradients ran 15-40x slower.
-  The paper x2 train step went from 143 to 72 s. On the CPU a 1x1 conv is a matmul (forward
+  The forward pass is XLA's everywhere, except that on the CPU a 1x1 conv is a matmul (forward
   and backward): XLA:CPU ran 1x1 convs at 30-80 GFLOP/s against 100-190 for the same dot, and
-  the x2 / x4 forward passes got 10% / 17% faster. `conv_backward` overrides the choice.
+  the x2 / x4 forward passes got 10% / 17% faster. The 3x3 gradients are XLA's, except in a
+  rolled loop on the CPU (`rolled_loop`), where they are `_conv_explicit_bwd_rule`'s.
+  `conv_backward` overrides the choice.
   """
   padding = tuple(tuple(int(v) for v in p) for p in padding)
   if any(v > k - 1 for p, k in zip(padding, kernel.shape[:2]) for v in p):
     raise ValueError(f'conv_s1: padding {padding} wider than kernel - 1 ({kernel.shape[:2]})')
-  if _backward_impl() == 'explicit':
-    if kernel.shape[:2] == (1, 1):
-      return jnp.einsum('bhwi,io->bhwo', x, kernel[0, 0])
+  impl = _backward_impl()
+  if impl != 'xla' and kernel.shape[:2] == (1, 1):
+    return jnp.einsum('bhwi,io->bhwo', x, kernel[0, 0])
+  if impl == 'explicit':
     return _conv_explicit_bwd(x, kernel, padding)
   return _conv(x, kernel, padding=padding)
 
@@ -311,19 +333,23 @@ def _down_strided(x, kernel, scale: int):
   return _conv(x, kernel, stride=s, padding=((p, p), (p, p)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _down_strided_s2d_bwd(x, kernel, scale):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _down_strided_s2d_bwd(x, kernel, scale, impl):
+  del impl
   return _down_strided(x, kernel, scale)
 
 
-def _down_fwd(x, kernel, scale):
+def _down_fwd(x, kernel, scale, impl):
+  del impl
   return _down_strided(x, kernel, scale), (x, kernel)
 
 
-def _down_bwd(scale, res, dy):
-  # The same function's space-to-depth form, whose convs have the CPU's explicit backward: XLA:CPU
-  # ran the strided conv's own gradients 3x slower inside a rolled loop (remat).
-  _, vjp = jax.vjp(lambda x, w: _down_space_to_depth(x, w, scale), *res)
+def _down_bwd(scale, impl, res, dy):
+  # The same function's space-to-depth form, whose convs have the CPU's backward: XLA:CPU ran the
+  # strided conv's own gradients 3x slower inside a rolled loop (remat). This rule is traced after
+  # the forward pass has left any `rolled_loop` block, so the forward's choice travels as `impl`.
+  with conv_backward(impl):
+    _, vjp = jax.vjp(lambda x, w: _down_space_to_depth(x, w, scale), *res)
   return vjp(dy)
 
 
@@ -353,8 +379,8 @@ class Down(nn.Module):
       raise ValueError(f"Down: impl must be 'strided' or 'space_to_depth', got {self.impl!r}")
     divisible = x.shape[1] % s == 0 and x.shape[2] % s == 0
     if self.impl == 'strided':
-      if divisible and _backward_impl() == 'explicit':
-        return _down_strided_s2d_bwd(x, w, self.scale) + b
+      if divisible and _backward_impl() != 'xla':
+        return _down_strided_s2d_bwd(x, w, self.scale, _backward_impl()) + b
       return _down_strided(x, w, self.scale) + b
     if not divisible:
       raise ValueError(f'Down: input {x.shape[1]}x{x.shape[2]} is not divisible by scale {s}')

@@ -3,6 +3,7 @@
 DESIGN.md section 1 is the specification; defaults reproduce the authors' released network.
 """
 
+import contextlib
 import functools
 
 import flax.linen as nn
@@ -160,7 +161,9 @@ class DSSR(nn.Module):
       scan = nn.scan(step_cls, variable_broadcast='params', split_rngs={'params': False},
                      in_axes=(nn.broadcast, nn.broadcast), length=self.num_steps,
                      unroll=unroll)
-      carry, (steps, details) = scan(**kw)(carry, bic, f_in)
+      # Rolled (remat, or scan_unroll off): the convs' CPU gradients take the loop-safe form.
+      with layers.rolled_loop() if unroll < self.num_steps else contextlib.nullcontext():
+        carry, (steps, details) = scan(**kw)(carry, bic, f_in)
     return {'sr': jnp.mean(steps, axis=0), 'steps': steps, 'details': details}
 
 

@@ -191,14 +191,15 @@ def test_tail_is_authors_upnet(scale, fast_shuffle):
 @pytest.mark.parametrize('k', [1, 3])
 @pytest.mark.parametrize('shape,cout', [((2, 7, 9, 5), 6), ((1, 4, 3, 8), 8)])
 def test_conv_explicit_backward(shape, cout, k):
-  """The CPU forms (a 1x1 conv as a matmul; explicit input gradient, weight gradient as matmuls)
-  equal XLA's conv and a direct sum of the definition, also inside a rolled loop."""
+  """The CPU forms (a 1x1 conv as a matmul; XLA's 3x3 gradients, or the explicit input gradient and
+  weight gradient as matmuls) equal XLA's conv and a direct sum of the definition, also inside a
+  rolled loop."""
   rng = np.random.default_rng(sum(shape) + k)
   x = rng.standard_normal(shape).astype(np.float32)
   w = rng.standard_normal((k, k, shape[-1], cout)).astype(np.float32)
   dy = rng.standard_normal(shape[:3] + (cout,)).astype(np.float32)
   grads = {}
-  for impl in ('xla', 'explicit'):
+  for impl in layers.BACKWARD_IMPLS:
     with layers.conv_backward(impl):
       y, vjp = jax.vjp(lambda x, w: layers.conv_s1(x, w, ((k // 2,) * 2,) * 2), jnp.asarray(x),
                        jnp.asarray(w))
@@ -208,9 +209,10 @@ def test_conv_explicit_backward(shape, cout, k):
   h, wd = shape[1:3]
   direct = np.stack([np.stack([np.einsum('bhwi,bhwo->io', xp[:, ky:ky + h, kx:kx + wd], dy)
                                for kx in range(k)]) for ky in range(k)])
-  np.testing.assert_allclose(grads['explicit'][2], direct, rtol=1e-5, atol=1e-4)
-  for a, b in zip(grads['xla'], grads['explicit']):  # output, input gradient, weight gradient
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  for impl in ('cpu', 'explicit'):
+    np.testing.assert_allclose(grads[impl][2], direct, rtol=1e-5, atol=1e-4)
+    for a, b in zip(grads['xla'], grads[impl]):  # output, input gradient, weight gradient
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
   if k == 3 and cout == shape[-1]:  # a rolled scan of the conv: same gradients both ways
 
     def rolled(x, w):

@@ -171,7 +171,7 @@ def test_remat_really_cuts_training_memory():
                                       (4, dict(down_impl='space_to_depth', remat=True)),
                                       (2, dict(channels=72))])
 def test_cpu_backward_equals_xla_gradients(scale, kw):
-  """The CPU's forms (explicit conv backward, 1x1 convs as matmuls, at 72 channels the HR
+  """The CPU's forms (its default backward and the explicit one, 1x1 convs as matmuls, at 72 channels the HR
   modulation's first conv read through conv2, `layers.conv_of_conv`) give XLA's gradients through
   the whole loss (every conv kind: 1x1, 3x3, the up phases, space-to-depth down; scan unrolled
   and rolled under remat)."""
@@ -186,9 +186,27 @@ def test_cpu_backward_equals_xla_gradients(scale, kw):
     return losses.dssr_loss(m.apply({'params': p}, lr), lr, hr, scale=scale)[0]
 
   grads = {}  # the reference: XLA's backward of the plain network (no fold)
-  for impl, m in (('xla', model.clone(fold_detail_conv=False)), ('explicit', model)):
+  for impl, m in (('xla', model.clone(fold_detail_conv=False)), (None, model), ('explicit', model)):
     with layers.conv_backward(impl):
       grads[impl] = jax.jit(jax.grad(lambda p, m=m: loss(p, m)))(params)
-  for path, a in flax.traverse_util.flatten_dict(grads['xla']).items():
-    b = flax.traverse_util.flatten_dict(grads['explicit'])[path]
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=str(path))
+  for impl in (None, 'explicit'):
+    for path, a in flax.traverse_util.flatten_dict(grads['xla']).items():
+      b = flax.traverse_util.flatten_dict(grads[impl])[path]
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f'{impl} {path}')
+
+
+def test_cpu_backward_is_explicit_only_inside_rolled_loops(monkeypatch):
+  """On the CPU the convs take XLA's own gradients in the unrolled network and the loop-safe
+  explicit ones inside remat's rolled scan (`Down`'s backward, traced after the forward pass, too)."""
+  from dssr_jax import layers  # pylint: disable=g-import-not-at-top
+  seen = []
+  weight_grad, conv_backward = layers._weight_grad, layers.conv_backward  # pylint: disable=protected-access
+  monkeypatch.setattr(layers, '_weight_grad', lambda *a: seen.append('weight_grad') or weight_grad(*a))
+  monkeypatch.setattr(layers, 'conv_backward', lambda impl: seen.append(impl) or conv_backward(impl))
+  lr = jnp.ones((1, 4, 4, 3), jnp.float32)
+  for remat, expected in ((False, {'cpu'}), (True, {'explicit', 'weight_grad'})):
+    model = model_lib.DSSR(scale=2, remat=remat, **TINY)
+    params = helpers.random_params(model, seed=0, h=4, w=4)
+    seen.clear()
+    jax.grad(lambda p, m=model: m.apply({'params': p}, lr)['sr'].sum())(params)
+    assert set(seen) == expected, (remat, seen)

@@ -3,7 +3,8 @@ lowered computation compiled once per option set, then timed in alternation, so 
 drifting speed hits every set alike.
 
   python benchmarks/compiler_options_ab.py --small --rounds 8 \
-      '{}' '{"xla_cpu_experimental_ynn_fusion_type": ""}'
+      '{"xla_cpu_experimental_ynn_fusion_type": ""}' \
+      '{"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}'
   python benchmarks/compiler_options_ab.py --forward --size 128 --rounds 4 \
       '{}' '{"xla_cpu_experimental_ynn_fusion_type": ""}'
 

@@ -167,12 +167,14 @@ class DSSR(nn.Module):
     return {'sr': jnp.mean(steps, axis=0), 'steps': steps, 'details': details}
 
 
-# XLA:CPU's own convolution and dot emitters instead of its YNNPACK library fusions (an empty list
-# of fusion types; the default fuses convolutions and reductions). Measured alternating in one
-# process on 2 cores: small-network train step 4.12 -> 3.59 s (8 pairs) and 5.29 -> 4.71 s
-# (6 pairs, a slower machine phase), paper x2 forward at LR 128 7.75 -> 7.05 s; the paper x2 train
-# step 62.4 -> 56.7 and 56.6 -> 56.7 s (2 pairs each: no loss); x4's compiled memory unchanged.
-_CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
+# XLA:CPU's own convolution and dot emitters instead of its YNNPACK library fusions, which it keeps
+# for reductions only (the default fuses convolutions and reductions). Measured alternating in one
+# process on 2 cores (`benchmarks/compiler_options_ab.py`): no YNNPACK at all against the default,
+# small-network train step 4.12 -> 3.59 s (8 pairs), paper x2 forward at LR 128 7.75 -> 7.05 s,
+# paper x2 train step unchanged (62.4 -> 56.7, 56.6 -> 56.7 s); then YNNPACK's reductions (the
+# bias gradients, which XLA's own emitter runs as slow reduce-windows) against none, small step
+# 4.44 -> 4.08 s (6 pairs) and 3.89 -> 3.53 s (8 pairs), paper x2 step 52.7 -> 46.4 s (2 pairs).
+_CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
 
 
 def compiler_options() -> dict[str, str]:

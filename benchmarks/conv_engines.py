@@ -1,5 +1,5 @@
 r"""One 3x3 'same' convolution, forward and forward + backward, as this project runs it on the CPU
-(`layers.conv_s1`: XLA's forward, the explicit CPU backward) or as PyTorch runs it (oneDNN).
+(`layers.conv_s1`: XLA's forward, the CPU's two backward passes) or as PyTorch runs it (oneDNN).
 
 Where the CPU train step's time goes is mostly convolutions; this isolates the engine. Run the
 same shapes under both interpreters, one after the other (this CPU's speed drifts):
@@ -37,14 +37,20 @@ def xla_cases(batch, size, channels):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, REPO)
   from dssr_jax import layers  # pylint: disable=g-import-not-at-top
+  from dssr_jax import model  # pylint: disable=g-import-not-at-top
 
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((batch, size, size, channels)), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, channels, channels)), jnp.float32)
   conv = lambda x, w: layers.conv_s1(x, w, ((1, 1), (1, 1)))
-  fwd = jax.jit(conv)
-  both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w)), (0, 1)))
-  yield 'xla', lambda: jax.block_until_ready(fwd(x, w)), lambda: jax.block_until_ready(both(x, w))
+  opts = model.compiler_options()  # as the library compiles the network
+  fwd = jax.jit(conv, compiler_options=opts)
+  for impl in ('cpu', 'explicit'):  # the CPU's backward passes: unrolled, in rolled loops
+    with layers.conv_backward(impl):
+      both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w)), (0, 1)),
+                     compiler_options=opts).lower(x, w).compile()
+    yield f'xla ({impl})', lambda: jax.block_until_ready(fwd(x, w)), \
+        lambda both=both: jax.block_until_ready(both(x, w))
 
 
 def torch_cases(batch, size, channels):

@@ -294,14 +294,15 @@ def test_compiler_options_ab_runs_small(env):
 
 
 def test_conv_engines_runs_small(env):
-  """benchmarks/conv_engines.py, XLA engine: one line per size with both times."""
+  """benchmarks/conv_engines.py, XLA engine: one line per size and CPU backward pass, both times."""
   proc = subprocess.run(
       [sys.executable, str(REPO / 'benchmarks' / 'conv_engines.py'), '--engine', 'xla',
        '--channels', '4', '--sizes', '8', '12', '--batch', '2', '--repeats', '2'],
       env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
-  assert len(lines) == 2 and 'xla 2x8x8x4: forward' in lines[0] and '2x12x12x4' in lines[1]
+  assert len(lines) == 4 and 'xla (cpu) 2x8x8x4: forward' in lines[0]
+  assert 'xla (explicit) 2x8x8x4' in lines[1] and all('2x12x12x4' in l for l in lines[2:])
   assert all('forward + backward' in line for line in lines)
 
 

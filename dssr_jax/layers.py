@@ -155,8 +155,8 @@ def rolled_loop():
 
 
 def _backward_impl() -> str:
-  if _BACKWARD.get():
-    return _BACKWARD.get()
+  if impl := _BACKWARD.get():
+    return impl
   if jax.default_backend() != 'cpu':
     return 'xla'
   return 'explicit' if _ROLLED.get() else 'cpu'
@@ -379,8 +379,9 @@ class Down(nn.Module):
       raise ValueError(f"Down: impl must be 'strided' or 'space_to_depth', got {self.impl!r}")
     divisible = x.shape[1] % s == 0 and x.shape[2] % s == 0
     if self.impl == 'strided':
-      if divisible and _backward_impl() != 'xla':
-        return _down_strided_s2d_bwd(x, w, self.scale, _backward_impl()) + b
+      impl = _backward_impl()
+      if divisible and impl != 'xla':
+        return _down_strided_s2d_bwd(x, w, self.scale, impl) + b
       return _down_strided(x, w, self.scale) + b
     if not divisible:
       raise ValueError(f'Down: input {x.shape[1]}x{x.shape[2]} is not divisible by scale {s}')

@@ -121,6 +121,14 @@ _ROLLED = contextvars.ContextVar('dssr_jax_rolled_loop', default=False)
 
 
 @contextlib.contextmanager
+def _set_within(var: contextvars.ContextVar, value):
+  token = var.set(value)
+  try:
+    yield
+  finally:
+    var.reset(token)
+
+
 def conv_backward(impl: str | None):
   """Within the block, `conv_s1` and `Down` trace with this backward pass (None: by backend).
 
@@ -132,14 +140,9 @@ def conv_backward(impl: str | None):
   """
   if impl is not None and impl not in BACKWARD_IMPLS:
     raise ValueError(f'conv_backward: impl must be one of {BACKWARD_IMPLS} or None, got {impl!r}')
-  token = _BACKWARD.set(impl)
-  try:
-    yield
-  finally:
-    _BACKWARD.reset(token)
+  return _set_within(_BACKWARD, impl)
 
 
-@contextlib.contextmanager
 def rolled_loop():
   """Marks what is traced within as the body of a rolled loop (a while loop after compilation).
 
@@ -147,11 +150,7 @@ def rolled_loop():
   remat train step: 5 s with the explicit gradients, still running after 20 minutes with XLA's),
   so there the CPU default is 'explicit'.
   """
-  token = _ROLLED.set(True)
-  try:
-    yield
-  finally:
-    _ROLLED.reset(token)
+  return _set_within(_ROLLED, True)
 
 
 def _backward_impl() -> str:

@@ -1,26 +1,27 @@
 """DSSR: a head conv, then T weight-shared detail-structure modulation steps run by `nn.scan`.
 
-DESIGN.md section 1 is the specification; defaults reproduce the authors' released network.
+docs/design.md section 1 is the specification; the defaults are the authors' released network.
 """
-
-import contextlib
-import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dssr_jax import fast
 from dssr_jax import layers
-from dssr_jax import resize
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 AFFINE_ON = ('both', 'hr', 'lr')
+# The fields that change the parameters or the function they compute: a checkpoint holds one
+# value of each. The others (dtype, remat, execution) only change how it is computed.
+STRUCTURAL_FIELDS = ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps',
+                     'modulation', 'affine_on', 'paper_text')
 
 
 class Step(nn.Module):
-  """One recurrent step. carry = (f, hidden); returns the new carry and (sr_t, detail_t).
+  """One recurrent step: carry (f, hidden) -> new carry and (sr_t, detail_t).
 
-  `bic` (the bicubic-upscaled input, float32) and `f_in` (= conv1(x), used by the paper-text
+  `bic` (the bicubic-upscaled input, float32) and `f_in` (= conv1(x), read by the paper-text
   reading only) are the same for every step.
   """
   scale: int
@@ -31,46 +32,36 @@ class Step(nn.Module):
   modulation: str = 'affine'
   affine_on: str = 'both'
   paper_text: bool = False
-  up_impl: str = 'phases'
-  down_impl: str = 'strided'
-  bicubic_dense: bool | None = None
-  fold_detail_conv: bool | None = None
+  execution: fast.Execution = fast.PLAIN
 
   @nn.compact
   def __call__(self, carry, bic, f_in):
-    c, dt, s = self.channels, DTYPES[self.dtype], self.scale
+    c, s, dt, ex = self.channels, self.scale, DTYPES[self.dtype], self.execution
     f, hidden = carry
-    # P1: the paper compresses [hidden, F_in] each step; the code feeds back last step's f.
+    # P1: the paper compresses [hidden, F_in] every step; the code feeds back the last step's f.
     pair = [hidden, f_in] if self.paper_text else [f, hidden]
-    f = layers.Conv(c, 1, dt, name='compress_in')(jnp.concatenate(pair, -1))
+    f = ex.conv(c, 1, dt, name='compress_in')(jnp.concatenate(pair, -1))
     feat = layers.Cascade(c, self.struct_blocks, dt, name='feat_ext')(f)
-    up_f = layers.Up(s, c, dt, self.up_impl, name='up')(feat)
+    up_f = ex.up(s, c, dt, name='up')(feat)
     # The 3-channel images stay float32 whatever the compute dtype.
     detail = layers.Conv(3, dtype=dt, name='conv_recon')(up_f).astype(jnp.float32) - bic
 
     hr_on = self.modulation != 'none' and self.affine_on in ('both', 'hr')
     lr_on = self.modulation != 'none' and self.affine_on in ('both', 'lr')
     if hr_on or (lr_on and not self.paper_text):
-      conv2 = layers.Conv(c, dtype=dt, name='conv2')
-      d_f = conv2(detail)
+      d_f = layers.Conv(c, dtype=dt, name='conv2')(detail)
     up_st = up_f
-    if hr_on:  # its first conv may read `detail` through conv2 (layers.conv_of_conv)
-      fold = self.fold_detail_conv
-      if fold is None:
-        fold = jax.default_backend() == 'cpu'
-      after = ((detail, conv2.variables['params']['kernel'], conv2.variables['params']['bias'])
-               if fold else None)
-      up_st = layers.Modulation(c, self.modulation, True, dt, name='spatial_trans1')(
-          up_f, d_f, after)
-    y = layers.Down(s, c, dt, self.down_impl, name='down')(up_st)
+    if hr_on:  # eq. 11: up_f * gamma1 + beta1 + up_f
+      up_st = layers.Modulation(c, self.modulation, True, dt, ex.conv, name='spatial_trans1')(
+          up_f, d_f)
+    y = layers.Down(s, c, dt, name='down')(up_st)
     if lr_on:
-      if self.paper_text:  # P2: own 3->C conv on the bicubic-downsampled 3-channel detail map
-        d_lr = layers.Conv(c, dtype=dt, name='conv2_lr')(
-            resize.torch_bicubic_down(detail, s, self.bicubic_dense))
+      if self.paper_text:  # P2: its own 3->C conv of the bicubic-downsampled 3-channel detail
+        d_lr = layers.Conv(c, dtype=dt, name='conv2_lr')(ex.bicubic_down(detail, s))
       else:
-        d_lr = resize.torch_bicubic_down(d_f, s, self.bicubic_dense)
-      y = layers.Modulation(c, self.modulation, False, dt, name='spatial_trans2')(y, d_lr)
-    hidden = y + (f_in if self.paper_text else feat)  # P3: paper adds F_in, code adds feat
+        d_lr = ex.bicubic_down(d_f, s)
+      y = layers.Modulation(c, self.modulation, False, dt, ex.conv, name='spatial_trans2')(y, d_lr)
+    hidden = y + (f_in if self.paper_text else feat)  # P3: the paper adds F_in, the code feat
     out = layers.Tail(s, c, dt, name='UPNet')(
         layers.Cascade(c, self.recon_blocks, dt, name='feat_refine')(hidden))
     sr = out.astype(jnp.float32) + bic
@@ -78,19 +69,12 @@ class Step(nn.Module):
 
 
 class DSSR(nn.Module):
-  """The DSSR network. `apply({'params': p}, lr)` with lr f32[B,h,w,3] in [0, 1] returns
-  {'sr': f32[B,sh,sw,3] (mean of the steps), 'steps': f32[T,B,sh,sw,3], 'details': same}.
+  """The DSSR network.
 
-  Fields: see `configs/default.py` (get_model_config). Extra, for speed studies only:
-  `unroll` runs the steps as a Python loop over the same module (same params) instead of nn.scan;
-  `scan_unroll` (default True) lets nn.scan emit its T steps unrolled (`unroll=T`): the carry, the
-  shared params and the stacked outputs are the scan's, but XLA:CPU no longer runs the backward
-  pass as a rolled while loop, which measured 25x slower (small network, 2 CPU cores); with
-  `remat` the loop stays rolled, the only form in which XLA honoured the rematerialisation;
-  `up_impl` / `down_impl` pick the evaluation of the learned resamplers (same params);
-  `bicubic_dense` the form of the in-network bicubic downsampling (None: by backend, see
-  `resize.resize_with`); `fold_detail_conv` whether the HR modulation's first conv reads the
-  3-channel detail map through `conv2` (`layers.conv_of_conv`; None: on the CPU only).
+  `apply({'params': p}, lr)` with lr f32[B, h, w, 3] in [0, 1] returns {'sr': f32[B, sh, sw, 3]
+  (the mean of the steps), 'steps': f32[T, B, sh, sw, 3], 'details': f32[T, B, sh, sw, 3]}.
+  configs/default.py documents the fields; `execution` picks how it is computed
+  (`fast.Execution`; None: `fast.best()` for JAX's default backend, chosen when traced).
   """
   scale: int
   channels: int = 128
@@ -102,12 +86,7 @@ class DSSR(nn.Module):
   modulation: str = 'affine'
   affine_on: str = 'both'
   paper_text: bool = False
-  unroll: bool = False
-  scan_unroll: bool = True
-  up_impl: str = 'phases'
-  down_impl: str = 'strided'
-  bicubic_dense: bool | None = None
-  fold_detail_conv: bool | None = None
+  execution: fast.Execution | None = None
 
   def __post_init__(self):
     def bad(field, allowed):
@@ -127,6 +106,8 @@ class DSSR(nn.Module):
       bad('modulation', f'one of {layers.MODULATIONS}')
     if self.affine_on not in AFFINE_ON:
       bad('affine_on', f'one of {AFFINE_ON}')
+    if self.execution is not None and not isinstance(self.execution, fast.Execution):
+      bad('execution', 'a fast.Execution or None')
     super().__post_init__()
 
   @nn.compact
@@ -135,61 +116,22 @@ class DSSR(nn.Module):
       raise ValueError(f'DSSR: lr must be NHWC [B, h, w, 3] (rank 4), got shape {lr.shape}')
     if lr.shape[-1] != 3:
       raise ValueError(f'DSSR: lr must have 3 (RGB) channels in the last axis, got shape {lr.shape}')
+    ex = self.execution if self.execution is not None else fast.best()
     x = lr.astype(jnp.float32)
-    bic = resize.torch_bicubic_up(x, self.scale)
+    bic = ex.bicubic_up(x, self.scale)
     f_in = layers.Conv(self.channels, dtype=DTYPES[self.dtype], name='conv1')(x)
-    kw = dict(scale=self.scale, channels=self.channels, struct_blocks=self.struct_blocks,
-              recon_blocks=self.recon_blocks, dtype=self.dtype, modulation=self.modulation,
-              affine_on=self.affine_on, paper_text=self.paper_text, up_impl=self.up_impl,
-              down_impl=self.down_impl, bicubic_dense=self.bicubic_dense,
-              fold_detail_conv=self.fold_detail_conv, name='step')
+    # remat keeps the loop rolled: unrolled, XLA kept every step's activations anyway.
+    step = nn.remat(Step, prevent_cse=False) if self.remat else Step
+    unroll = self.num_steps if (ex.unrolled_steps and not self.remat) else 1
+    scan = nn.scan(step, variable_broadcast='params', split_rngs={'params': False},
+                   in_axes=(nn.broadcast, nn.broadcast), length=self.num_steps, unroll=unroll)
     carry = (f_in, f_in)  # the hidden state starts as the head features
-    if self.unroll:
-      step_cls = nn.remat(Step) if self.remat else Step
-      step = step_cls(**kw)
-      outs = []
-      for _ in range(self.num_steps):
-        carry, out = step(carry, bic, f_in)
-        outs.append(out)
-      steps, details = (jnp.stack(o) for o in zip(*outs))
-    else:
-      # remat keeps the loop rolled: unrolled (nn.scan's unroll or a Python loop), XLA:CPU kept
-      # every step's activations anyway (compiled temp memory unchanged by remat; x4 batch 8 ran
-      # out of 24 GB). A rolled loop already blocks CSE, so remat needs no barrier of its own.
-      step_cls = nn.remat(Step, prevent_cse=False) if self.remat else Step
-      unroll = self.num_steps if (self.scan_unroll and not self.remat) else 1
-      scan = nn.scan(step_cls, variable_broadcast='params', split_rngs={'params': False},
-                     in_axes=(nn.broadcast, nn.broadcast), length=self.num_steps,
-                     unroll=unroll)
-      # Rolled (remat, or scan_unroll off): the convs' CPU gradients take the loop-safe form.
-      with layers.rolled_loop() if unroll < self.num_steps else contextlib.nullcontext():
-        carry, (steps, details) = scan(**kw)(carry, bic, f_in)
+    _, (steps, details) = scan(
+        scale=self.scale, channels=self.channels, struct_blocks=self.struct_blocks,
+        recon_blocks=self.recon_blocks, dtype=self.dtype, modulation=self.modulation,
+        affine_on=self.affine_on, paper_text=self.paper_text, execution=ex,
+        name='step')(carry, bic, f_in)
     return {'sr': jnp.mean(steps, axis=0), 'steps': steps, 'details': details}
-
-
-# XLA:CPU's own convolution and dot emitters instead of its YNNPACK library fusions, which it keeps
-# for reductions only (the default fuses convolutions and reductions). Measured alternating in one
-# process on 2 cores (`benchmarks/compiler_options_ab.py`): no YNNPACK at all against the default,
-# small-network train step 4.12 -> 3.59 s (8 pairs), paper x2 forward at LR 128 7.75 -> 7.05 s,
-# paper x2 train step unchanged (62.4 -> 56.7, 56.6 -> 56.7 s); then YNNPACK's reductions (the
-# bias gradients, which XLA's own emitter runs as slow reduce-windows) against none, small step
-# 4.44 -> 4.08 s (6 pairs) and 3.89 -> 3.53 s (8 pairs), paper x2 step 52.7 -> 46.4 s (2 pairs).
-_CPU_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
-
-
-def compiler_options() -> dict[str, str]:
-  """XLA options for `jax.jit` of a computation that runs DSSR on this backend ({} off the CPU,
-  or with a jax whose XLA lacks the option)."""
-  return dict(_CPU_OPTIONS) if jax.default_backend() == 'cpu' and _cpu_options_known() else {}
-
-
-@functools.cache
-def _cpu_options_known() -> bool:
-  try:
-    jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(jnp.float32(0)).compile()
-  except jax.errors.JaxRuntimeError:  # the option is experimental: another XLA may not know it
-    return False
-  return True
 
 
 def param_count(params) -> int:

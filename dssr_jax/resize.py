@@ -2,7 +2,7 @@
 
 Sizes are static under jit, so each axis is a fixed `out x in` matrix built once in numpy and a
 resize is two einsums. The source coordinates are computed in float32 in PyTorch's order: float64
-coordinates move the result by up to ~3e-5, enough to miss the authors' outputs (DESIGN.md sec. 1).
+coordinates move the result by up to ~3e-5, enough to miss the authors' outputs (docs/design.md section 1).
 """
 
 import functools
@@ -61,101 +61,46 @@ def bicubic_matrix(n_in: int, n_out: int, align_corners: bool, scale: int | None
   return m
 
 
-def _band(m: np.ndarray, width: int):
-  """Row-wise band of a matrix: (first column [n_out], weights [n_out, width]) such that m[o] is
-  zero outside columns first[o] .. first[o] + width - 1."""
-  n_out, n_in = m.shape
-  first = np.clip(np.argmax(m != 0, axis=1), 0, n_in - width)
-  cols = first[:, None] + np.arange(width)
-  w = np.take_along_axis(m, cols, axis=1)
-  rest = m.copy()
-  np.put_along_axis(rest, cols, 0, axis=1)
-  if rest.any():
-    raise AssertionError(f'row support is wider than {width} taps')
-  return first, w
+def resize_with(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
+  """Applies per-axis matrices to NHWC `x`: out[b,o,p,c] = sum mh[o,h] mw[p,w] x[b,h,w,c]."""
+  y = jnp.einsum('oh,bhwc->bowc', jnp.asarray(mh, x.dtype), x, precision=jax.lax.Precision.HIGHEST)
+  return jnp.einsum('pw,bowc->bopc', jnp.asarray(mw, x.dtype), y,
+                    precision=jax.lax.Precision.HIGHEST)
 
 
-def _band_width(m: np.ndarray) -> int:
-  nz = m != 0
-  last = m.shape[1] - 1 - np.argmax(nz[:, ::-1], axis=1)
-  return int(max(1, (last - np.argmax(nz, axis=1) + 1)[nz.any(axis=1)].max(initial=1)))
-
-
-def _gather_taps(x: jax.Array, m: np.ndarray, axis: int, width: int) -> jax.Array:
-  """sum_k w[o, k] x[..., first[o] + k, ...]: `width` static gathers, taps left to right."""
-  first, w = _band(m, width)
-  shape = [1] * x.ndim
-  shape[axis] = m.shape[0]
-  y = None
-  for k in range(width):
-    term = jnp.take(x, first + k, axis=axis) * jnp.asarray(w[:, k], x.dtype).reshape(shape)
-    y = term if y is None else y + term
-  return y
-
-
-def _apply_axis(x: jax.Array, m: np.ndarray, axis: int, dense: bool) -> jax.Array:
-  """out[..., o, ...] = sum_i m[o, i] x[..., i, ...] along `axis`.
-
-  `dense=False`: each row has at most 4 non-zeros, so the sum is taken over 4 static gathers (one
-  fused elementwise pass, in PyTorch's summation order) rather than a dense matmul that is >98%
-  multiplications by zero; the fastest form on CPU. Its gradient is the same kind of banded
-  sum with m's transpose (an input pixel feeds a few outputs): left to autodiff it would be a
-  scatter-add, 2x slower than even the dense matmul's gradient on CPU (8x128x128x128 -> x1/2:
-  207 vs 105 ms). `dense=True`: one matmul, whose gradient is a matmul too; on GPU the gathers'
-  gradient is a scatter-add, which costs more than the wasted multiplications.
-  """
-  if dense or m.shape[1] < 4:  # (too short for a 4-wide band: the dense product is tiny anyway)
-    y = jnp.tensordot(jnp.asarray(m, x.dtype), x, axes=((1,), (axis,)),
-                      precision=jax.lax.Precision.HIGHEST)
-    return jnp.moveaxis(y, 0, axis)
-
-  @jax.custom_vjp
-  def apply(x):
-    return _gather_taps(x, m, axis, 4)
-
-  def bwd(_, ct):
-    return (_gather_taps(ct, m.T, axis, _band_width(m.T)),)
-
-  apply.defvjp(lambda x: (apply(x), None), bwd)
-  return apply(x)
-
-
-def resize_with(x: jax.Array, mh: np.ndarray, mw: np.ndarray, dense: bool | None = None
-                ) -> jax.Array:
-  """Applies per-axis matrices to NHWC `x`: out[b,o,p,c] = sum mh[o,h] mw[p,w] x[b,h,w,c].
-
-  `dense=None` picks the faster form for the default backend: banded gathers on CPU, matmuls
-  elsewhere (see `_apply_axis`).
-  """
-  if dense is None:
-    dense = jax.default_backend() != 'cpu'
-  return _apply_axis(_apply_axis(x, mh, 1, dense), mw, 2, dense)
-
-
-def _check(x, scale, fn):
-  if x.ndim != 4:
-    raise ValueError(f'{fn}: x must be NHWC (rank 4), got shape {x.shape}')
+def _check(shape, scale, fn):
+  if len(shape) != 4:
+    raise ValueError(f'{fn}: x must be NHWC (rank 4), got shape {shape}')
   if not isinstance(scale, (int, np.integer)) or scale < 1:
     raise ValueError(f'{fn}: scale must be a positive integer, got {scale!r}')
 
 
-def torch_bicubic_up(x: jax.Array, scale: int, dense: bool | None = None) -> jax.Array:
+def up_matrices(shape, scale: int) -> tuple[np.ndarray, np.ndarray]:
+  """The (height, width) matrices of `torch_bicubic_up` for an NHWC input of `shape`."""
+  _check(shape, scale, 'torch_bicubic_up')
+  _, h, w, _ = shape
+  return (bicubic_matrix(h, h * scale, False, int(scale)),
+          bicubic_matrix(w, w * scale, False, int(scale)))
+
+
+def down_matrices(shape, scale: int) -> tuple[np.ndarray, np.ndarray]:
+  """The (height, width) matrices of `torch_bicubic_down` for an NHWC input of `shape`."""
+  _check(shape, scale, 'torch_bicubic_down')
+  _, h, w, _ = shape
+  if h < scale or w < scale:
+    raise ValueError(f'torch_bicubic_down: input {h}x{w} is smaller than scale {scale}')
+  return bicubic_matrix(h, h // scale, True), bicubic_matrix(w, w // scale, True)
+
+
+def torch_bicubic_up(x: jax.Array, scale: int) -> jax.Array:
   """`F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)` on NHWC."""
-  _check(x, scale, 'torch_bicubic_up')
-  _, h, w, _ = x.shape
-  return resize_with(x, bicubic_matrix(h, h * scale, False, int(scale)),
-                     bicubic_matrix(w, w * scale, False, int(scale)), dense)
+  return resize_with(x, *up_matrices(x.shape, scale))
 
 
-def torch_bicubic_down(x: jax.Array, scale: int, dense: bool | None = None) -> jax.Array:
+def torch_bicubic_down(x: jax.Array, scale: int) -> jax.Array:
   """`F.interpolate(x, scale_factor=1/scale, mode='bicubic', align_corners=True)` on NHWC.
 
   The output is `floor(h / scale) x floor(w / scale)`; with align_corners=True PyTorch's source
   coordinate depends only on the two sizes.
   """
-  _check(x, scale, 'torch_bicubic_down')
-  _, h, w, _ = x.shape
-  if h < scale or w < scale:
-    raise ValueError(f'torch_bicubic_down: input {h}x{w} is smaller than scale {scale}')
-  return resize_with(x, bicubic_matrix(h, h // scale, True), bicubic_matrix(w, w // scale, True),
-                     dense)
+  return resize_with(x, *down_matrices(x.shape, scale))

@@ -9,14 +9,13 @@ r"""Scores a DSSR checkpoint (or bicubic) on the benchmark protocols; prints a T
 dssr_jax/eval_lib.py for the protocol and the JSON layout.
 """
 
-import os
 import sys
 
 from absl import app
 from absl import flags
-import jax
 from ml_collections import config_flags
 
+from dssr_jax import cli
 from dssr_jax import eval_lib
 
 config_flags.DEFINE_config_file(
@@ -39,7 +38,7 @@ flags.DEFINE_bool('grey_as_y', False, 'Score greyscale HR files with Y = grey va
 flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does).')
 flags.DEFINE_integer('overlap', 32, 'LR overlap between tiles.')
 flags.DEFINE_string('cache_dir', None, 'Where degraded LR test images may be cached.')
-flags.DEFINE_string('jax_cache_dir', os.path.join('~', '.cache', 'dssr_jax', 'xla'),
+flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR,
                     'JAX persistent compilation cache ("" to disable).')
 
 FLAGS = flags.FLAGS
@@ -60,9 +59,7 @@ def _run(scales):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if FLAGS.jax_cache_dir:
-    # Full-image evaluation compiles once per image size; the cache makes reruns skip that.
-    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(FLAGS.jax_cache_dir))
+  cli.use_compilation_cache(FLAGS.jax_cache_dir)
   if FLAGS.workdir and FLAGS.checkpoint:
     raise app.UsageError('pass --workdir or --checkpoint, not both')
   try:
@@ -89,4 +86,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  cli.quiet_tensorflow()
   app.run(main)

@@ -23,12 +23,15 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from dssr_jax import infer
+from dssr_jax import cli
+from dssr_jax import imageio
+from dssr_jax import inference
 from dssr_jax import metrics
+from dssr_jax import tiling
 
 SETTINGS = ('gaussian8', 'div2krk')
 METHODS = ('dssr', 'bicubic')
@@ -45,12 +48,7 @@ class EvalOptions:
   overlap: int = 32
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """SR in [0, 1] -> uint8 as the authors' test code does (clip, round)."""
-  return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def bicubic_sr_fn(scale: int) -> infer.SRFn:
+def bicubic_sr_fn(scale: int) -> tiling.SRFn:
   """The bicubic baseline: MATLAB imresize x`scale` of each LR image (float64, no quantisation)."""
   from dssr_jax import imresize  # pylint: disable=g-import-not-at-top
 
@@ -76,7 +74,6 @@ def dataset_dir(data_dir: os.PathLike | str, dataset: str) -> pathlib.Path:
 def load_records(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str,
                  cache_dir: str | None = None) -> tuple[Iterable[Any], int | None]:
   """(records of one dataset, their number when known) for `setting` at `scale`."""
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
   from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
   d = dataset_dir(data_dir, dataset)
   if setting == 'gaussian8':
@@ -94,7 +91,7 @@ def load_records(data_dir: os.PathLike | str, dataset: str, scale: int, setting:
 def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
                 grey_as_y: bool) -> dict[str, Any]:
   """Y-PSNR/SSIM of one output ({'sr': [H,W,3]} and optionally 'steps': [T,H,W,3]) against HR."""
-  sr = to_uint8(out['sr'])
+  sr = imageio.to_uint8(out['sr'])
   if sr.shape != hr.shape:
     raise ValueError(f'SR output {sr.shape} and HR {hr.shape} differ in size')
   row = {'psnr': metrics.psnr_y(sr, hr, scale, grey_as_y),
@@ -103,8 +100,8 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
   if steps is not None:
     steps = np.asarray(steps, np.float64)
     running = np.cumsum(steps, axis=0) / np.arange(1, len(steps) + 1)[:, None, None, None]
-    row['per_step_psnr'] = [metrics.psnr_y(to_uint8(s), hr, scale, grey_as_y) for s in steps]
-    row['per_step_mean_psnr'] = [metrics.psnr_y(to_uint8(s), hr, scale, grey_as_y)
+    row['per_step_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y) for s in steps]
+    row['per_step_mean_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y)
                                  for s in running]
   return row
 
@@ -113,22 +110,20 @@ def _mean(values: Sequence[float]) -> float:
   return float(np.mean(values)) if values else float('nan')
 
 
-def score_records(records: Iterable[Any], sr_fn: infer.SRFn, scale: int, options: EvalOptions,
-                  progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, options: EvalOptions
+                  ) -> dict[str, Any]:
   """Runs sr_fn on every record's LR and averages the scores (the mean over images x kernels)."""
   images = []
   for rec in records:
     # float64 for the bicubic baseline's sake; the network casts to float32 (the same values as
     # uint8 / 255 computed in float32, for all 256 levels).
     lr = np.asarray(rec.lr, np.float64)[None] / 255.0
-    out = infer.tiled_apply(sr_fn, lr, scale, options.tile, options.overlap)
+    out = tiling.tiled_apply(sr_fn, lr, scale, options.tile, options.overlap)
     out = {k: (v[:, 0] if k in ('steps', 'details') else v[0]) for k, v in out.items()}
     row = {'name': rec.name, 'sigma': None if rec.sigma is None else float(rec.sigma)}
     row.update(score_image(out, np.asarray(rec.hr), scale,
                            options.grey_as_y and bool(getattr(rec, 'grey', False))))
     images.append(row)
-    if progress is not None:
-      progress(1)
   if not images:
     raise ValueError('no test images were found')
   result = {'psnr': _mean([r['psnr'] for r in images]),
@@ -179,7 +174,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     model_config: the model config the caller expects (e.g. --config's); its structural options
       must match the checkpoint's ('scale' is checked against `scales` instead).
     cache_dir: where testsets may cache degraded LR images.
-    show_progress: a tqdm bar over images.
+    show_progress: a progress bar over images (on a terminal).
   """
   if options.setting not in SETTINGS:
     raise ValueError(f'--setting must be one of {SETTINGS}, got {options.setting!r}')
@@ -203,27 +198,21 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     requested = None
     if model_config is not None:
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
-    loaded = infer.load_model(checkpoint, step, requested)
+    loaded = inference.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
-    fn = infer.make_sr_fn(loaded, ('sr', 'steps'))
+    fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
   results = []
   for scale in scales:
     sr_fn = make_fn(scale)
     if options.self_ensemble:
-      sr_fn = infer.self_ensemble(sr_fn)
+      sr_fn = inference.self_ensemble(sr_fn)
     for name in datasets:
       records, total = load_records(data_dir, name, scale, options.setting, cache_dir)
-      bar = None
       if show_progress:
-        import tqdm  # pylint: disable=g-import-not-at-top
-        bar = tqdm.tqdm(total=total, desc=f'{name} x{scale}', unit='img', leave=False)
-      try:
-        scored = score_records(records, sr_fn, scale, options, bar.update if bar else None)
-      finally:
-        if bar is not None:
-          bar.close()
+        records = cli.progress(records, total=total, desc=f'{name} x{scale}', unit='img')
+      scored = score_records(records, sr_fn, scale, options)
       results.append({'dataset': name, 'scale': scale, 'setting': options.setting,
                       'method': method + ('+' if options.self_ensemble else ''),
                       'grey_as_y': options.grey_as_y, **scored})
@@ -325,10 +314,6 @@ def csv_text(report: Mapping[str, Any]) -> str:
   return buf.getvalue()
 
 
-def _write_text(path: pathlib.Path, text: str) -> None:
-  infer._atomic_write(path, lambda p: pathlib.Path(p).write_text(text))  # pylint: disable=protected-access
-
-
 def output_paths(output: os.PathLike | str) -> tuple[pathlib.Path, pathlib.Path]:
   """(the JSON path, the CSV beside it)."""
   path = pathlib.Path(output)
@@ -349,6 +334,6 @@ def write_report(report: Mapping[str, Any], output: os.PathLike | str,
   """Writes the JSON and the CSV beside it, each atomically (temp file + rename)."""
   check_outputs_free(output, overwrite)
   json_path, csv_path = output_paths(output)
-  _write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
-  _write_text(csv_path, csv_text(report))
+  imageio.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
+  imageio.write_text(csv_path, csv_text(report))
   return json_path, csv_path

@@ -1,17 +1,23 @@
-"""Reading and writing images as uint8 RGB, whatever the file holds.
+"""Image files in and out: the one module that reads, writes and converts them.
 
-Super-resolution code wants every image as uint8 HxWx3 RGB; files come as greyscale, grey+alpha,
-palette, RGBA, 16-bit or 1-bit, in PNG, JPEG, TIFF, WebP, BMP or GIF. `read_image` converts all of
-them and reports what the file was, so callers can treat greyscale originals the way a protocol
-asks (DESIGN.md section 4). Only numpy and Pillow: the model, eval and infer paths use this module
-and must not need tensorflow.
+Two views of a file: `read_image` gives uint8 HxWx3 RGB, what training and the metrics want
+(greyscale replicated, alpha dropped, 16-bit scaled to 8; `ImageInfo` says what the file was, so a
+protocol can treat greyscale originals its own way, docs/design.md section 4). `read_native`
+keeps what inference must give back: greyscale, alpha and 16-bit samples. Writes are atomic (a
+temporary file renamed into place), so an interrupted write never leaves a truncated file nor
+destroys an existing one. numpy and Pillow only (tensorflow for 16-bit colour PNGs, imported
+only for them).
 """
+
+from __future__ import annotations
 
 import dataclasses
 import os
 import pathlib
+import struct
 import tempfile
-from typing import Tuple, Union
+import zlib
+from typing import Callable, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -19,25 +25,19 @@ from PIL import Image
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.bmp', '.gif')
+TIFF_EXTENSIONS = ('.tif', '.tiff')
 
 _GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
+_PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageInfo:
-  """What a file held before conversion to uint8 RGB.
+def to_uint8(x: np.ndarray) -> np.ndarray:
+  """Float image in [0, 1] -> uint8: clip, then round (what saving an 8-bit image does)."""
+  return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
-  Attributes:
-    mode: Pillow's mode of the file ('L', 'RGB', 'RGBA', 'I;16', 'P', ...).
-    grey: the file was single-channel (optionally with alpha). An RGB file with R=G=B is not grey:
-      the protocol decides by the file's channel count, as MATLAB's `size(im, 3) == 1` does.
-    high_bit_depth: the file had more than 8 bits per sample; the values were scaled to 8 bits.
-    had_alpha: an alpha channel was dropped.
-  """
-  mode: str
-  grey: bool
-  high_bit_depth: bool
-  had_alpha: bool
+
+# ----------------------------------------------------------------------------------------------
+# Files.
 
 
 def is_image_file(path: PathLike) -> bool:
@@ -57,6 +57,56 @@ def list_images(directory: PathLike, recursive: bool = False) -> list:
   return sorted(p for p in directory.glob(pattern) if p.is_file() and is_image_file(p))
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
+  """Calls `write(tmp)` on a temporary file beside `path`, then renames it to `path`.
+
+  The file gets the mode a plain `open` would give it; on any error the temporary file goes.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=path.suffix, dir=path.parent)
+  os.close(fd)
+  try:
+    write(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_text(path: PathLike, text: str) -> None:
+  atomic_write(path, lambda p: pathlib.Path(p).write_text(text))
+
+
+# ----------------------------------------------------------------------------------------------
+# uint8 RGB.
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+  """What a file held before conversion to uint8 RGB.
+
+  Attributes:
+    mode: Pillow's mode of the file ('L', 'RGB', 'RGBA', 'I;16', 'P', ...).
+    grey: the file was single-channel (optionally with alpha). An RGB file with R=G=B is not grey:
+      the protocol decides by the file's channel count, as MATLAB's `size(im, 3) == 1` does.
+    high_bit_depth: the file had more than 8 bits per sample; the values were scaled to 8 bits.
+    had_alpha: an alpha channel was dropped.
+  """
+  mode: str
+  grey: bool
+  high_bit_depth: bool
+  had_alpha: bool
+
+
 def to_rgb_uint8(im: Image.Image) -> Tuple[np.ndarray, ImageInfo]:
   """Converts a Pillow image to uint8 HxWx3 RGB (alpha dropped, grey replicated, 16-bit scaled)."""
   mode = im.mode
@@ -65,7 +115,6 @@ def to_rgb_uint8(im: Image.Image) -> Tuple[np.ndarray, ImageInfo]:
       mode == 'P' and 'transparency' in im.info)
   high = mode.startswith('I') or mode == 'F'
   if mode == 'P':
-    # Palette images: grey if the palette itself is grey is not worth guessing; treat as colour.
     im = im.convert('RGBA' if had_alpha else 'RGB')
   if mode == '1':
     arr = np.asarray(im, dtype=np.uint8) * 255
@@ -96,10 +145,6 @@ def read_image(path: PathLike, with_info: bool = False):
   nearest 8-bit level (Pillow itself reduces 16-bit *RGB* PNGs to their high byte before we see
   them), palette images are expanded. Multi-frame files give their first frame.
 
-  Args:
-    path: the file.
-    with_info: also return an `ImageInfo` describing the original.
-
   Returns:
     uint8 array HxWx3, or (array, ImageInfo) when `with_info`.
 
@@ -114,7 +159,7 @@ def read_image(path: PathLike, with_info: bool = False):
     with Image.open(path) as im:
       im.load()
       arr, info = to_rgb_uint8(im)
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+  except _PIL_ERRORS as e:
     raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
   if arr.shape[0] < 1 or arr.shape[1] < 1:
     raise ValueError(f'image {str(path)!r} is empty ({arr.shape})')
@@ -122,7 +167,7 @@ def read_image(path: PathLike, with_info: bool = False):
 
 
 def image_size(path: PathLike) -> Tuple[int, int]:
-  """(height, width) from the file header only (cheap; no pixel decoding).
+  """(height, width) from the file header only (no pixel decoding).
 
   Raises:
     ValueError: the header is not a readable image (the message names the file).
@@ -130,16 +175,13 @@ def image_size(path: PathLike) -> Tuple[int, int]:
   try:
     with Image.open(path) as im:
       w, h = im.size
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+  except _PIL_ERRORS as e:
     raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
   return h, w
 
 
 def write_png(path: PathLike, img: np.ndarray) -> None:
-  """Writes a uint8 HxWx3 (or HxW) array as PNG, atomically.
-
-  The image goes to a temporary file in the same folder first and is renamed over `path`, so an
-  interrupted write never leaves a truncated file behind nor destroys an existing one.
+  """Writes a uint8 HxW or HxWx{1,3,4} array as PNG, atomically.
 
   Raises:
     ValueError: `img` is not uint8 HxW or HxWx{1,3,4}.
@@ -151,14 +193,129 @@ def write_png(path: PathLike, img: np.ndarray) -> None:
     img = img[:, :, 0]
   if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
     raise ValueError(f'write_png: img must be HxW or HxWx3/4, got shape {img.shape}')
+  atomic_write(path, lambda p: Image.fromarray(img).save(p, format='PNG'))
+
+
+# ----------------------------------------------------------------------------------------------
+# Native samples: greyscale, alpha and 16 bits kept (inference gives back what it was given).
+
+
+@dataclasses.dataclass
+class NativeImage:
+  """An image file's content: colour in [0, 1] for the network, plus what to restore on output."""
+  rgb: np.ndarray  # float32 [h, w, 3] in [0, 1]; greyscale replicated to 3 channels.
+  alpha: np.ndarray | None  # float32 [h, w] in [0, 1], or None.
+  grey: bool  # single-channel colour in the file.
+  bits: int  # 8 or 16 bits per sample.
+  tiff: bool  # came from a TIFF file (written back as TIFF; everything else becomes PNG).
+
+
+def _png_header(path: pathlib.Path) -> tuple[int, int] | None:
+  """(bit depth, colour type) from a PNG's IHDR, or None when the file is not a PNG."""
+  with open(path, 'rb') as f:
+    head = f.read(26)
+  if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n':
+    return None
+  return head[24], head[25]
+
+
+def _from_samples(arr: np.ndarray, bits: int, tiff: bool) -> NativeImage:
+  """uint8/uint16 [h, w] or [h, w, 1..4] samples -> NativeImage."""
+  if arr.ndim == 2:
+    arr = arr[:, :, None]
+  if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+    raise ValueError(f'unsupported image layout {arr.shape} (need grey, grey+alpha, RGB or RGBA)')
+  x = arr.astype(np.float32) / np.float32(2 ** bits - 1)
+  c = arr.shape[2]
+  grey = c <= 2
+  colour = np.repeat(x[:, :, :1], 3, axis=2) if grey else x[:, :, :3]
+  alpha = x[:, :, c - 1] if c in (2, 4) else None
+  return NativeImage(rgb=np.ascontiguousarray(colour), alpha=alpha, grey=grey, bits=bits,
+                     tiff=tiff)
+
+
+def read_native(path: PathLike) -> NativeImage:
+  """Reads a PNG/JPEG/TIFF/WebP/BMP/GIF file keeping greyscale, alpha and 16-bit samples.
+
+  Raises:
+    ValueError: naming the file when it cannot be read as an image.
+  """
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix='.tmp', dir=path.parent)
+  if not path.is_file():
+    raise ValueError(f'{str(path)!r} is not a file')
   try:
-    with os.fdopen(fd, 'wb') as f:
-      Image.fromarray(img).save(f, format='PNG')
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+      import tifffile  # pylint: disable=g-import-not-at-top
+      arr = np.asarray(tifffile.imread(path))
+      if arr.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'TIFF sample type {arr.dtype} (only 8- and 16-bit integers)')
+      return _from_samples(arr, 16 if arr.dtype == np.uint16 else 8, tiff=True)
+    header = _png_header(path)
+    if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
+      # Pillow reduces 16-bit colour PNGs to 8 bits; tf.io decodes them exactly.
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      arr = tf.io.decode_png(path.read_bytes(), channels=0, dtype=tf.uint16).numpy()
+      return _from_samples(arr, 16, tiff=False)
+    with Image.open(path) as im:
+      im.load()
+      mode = im.mode
+      if mode == 'P':
+        im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
+      elif mode == '1':
+        im = im.convert('L')
+      elif mode not in ('L', 'LA', 'RGB', 'RGBA', 'I;16', 'I;16B', 'I;16L', 'I'):
+        im = im.convert('RGBA' if 'A' in mode else 'RGB')
+      arr = np.asarray(im)
+    if mode.startswith('I'):
+      if arr.min() < 0 or arr.max() > 65535:
+        raise ValueError(f'32-bit integer samples outside 0..65535 (mode {mode})')
+      return _from_samples(arr.astype(np.uint16), 16, tiff=False)
+    return _from_samples(arr.astype(np.uint8), 8, tiff=False)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
+
+
+def to_samples(rgb: np.ndarray, alpha: np.ndarray | None, grey: bool, bits: int) -> np.ndarray:
+  """float [h, w, 3] (+ alpha [h, w]) in [0, 1] -> uint8/uint16 [h, w, c] as the input was."""
+  colour = rgb.mean(axis=2, keepdims=True) if grey else rgb
+  planes = [colour] if alpha is None else [colour, alpha[:, :, None]]
+  x = np.concatenate(planes, axis=2)
+  top = 2 ** bits - 1
+  return np.round(np.clip(x, 0, 1) * top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def _png16_bytes(arr: np.ndarray) -> bytes:
+  """A 16-bit PNG of uint16 [h, w, c] (c = 1..4): Pillow cannot write 16-bit colour PNGs."""
+  h, w, c = arr.shape
+  colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+  rows = arr.astype('>u2').reshape(h, w * c)
+  raw = np.concatenate([np.zeros((h, 1), np.uint8), rows.view(np.uint8)], axis=1)  # filter 0
+
+  def chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack('>I', len(data)) + kind + data +
+            struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+
+  ihdr = struct.pack('>IIBBBBB', w, h, 16, colour_type, 0, 0, 0)
+  return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) +
+          chunk(b'IDAT', zlib.compress(raw.tobytes(), 6)) + chunk(b'IEND', b''))
+
+
+def write_native(path: PathLike, samples: np.ndarray) -> None:
+  """Writes uint8/uint16 [h, w, c] samples as PNG (TIFF for a .tif/.tiff path), atomically."""
+  path = pathlib.Path(path)
+  if samples.ndim != 3 or samples.shape[2] not in (1, 2, 3, 4):
+    raise ValueError(f'write_native: samples must be [h, w, 1..4], got {samples.shape}')
+  if path.suffix.lower() in TIFF_EXTENSIONS:
+    import tifffile  # pylint: disable=g-import-not-at-top
+    c = samples.shape[2]
+    kwargs = dict(photometric='rgb' if c >= 3 else 'minisblack')
+    if c in (2, 4):
+      kwargs['extrasamples'] = ['unassalpha']
+    data = samples[:, :, 0] if c == 1 else samples
+    atomic_write(path, lambda p: tifffile.imwrite(p, data, **kwargs))
+  elif samples.dtype == np.uint16:
+    data = _png16_bytes(samples)
+    atomic_write(path, lambda p: pathlib.Path(p).write_bytes(data))
+  else:
+    data = samples[:, :, 0] if samples.shape[2] == 1 else samples
+    atomic_write(path, lambda p: Image.fromarray(data).save(p, format='PNG'))

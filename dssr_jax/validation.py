@@ -1,17 +1,14 @@
-"""Validation during training: Y-PSNR on a few Gaussian8 images (DESIGN.md sections 2 and 4)."""
+"""Validation during training: Y-PSNR on a few Gaussian8 images (docs/design.md sections 2 and 4)."""
 
 import jax
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from dssr_jax import fast
+from dssr_jax import imageio
 from dssr_jax import metrics as metrics_lib
 from dssr_jax import model as model_lib
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-  """SR in [0, 1] -> uint8 as the authors' test code does (clip, round)."""
-  return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def detail_image(detail: np.ndarray) -> np.ndarray:
@@ -55,9 +52,8 @@ class Validator:
       raise FileNotFoundError(f'config.train.val_dir={tc.val_dir!r} holds no images')
     self._replicated = NamedSharding(mesh, P())
     model = model_lib.DSSR(**config.model)
-    self._apply = jax.jit(lambda p, x: model.apply({'params': p}, x),
-                          out_shardings=self._replicated,
-                          compiler_options=model_lib.compiler_options())
+    self._apply = fast.jit(lambda p, x: model.apply({'params': p}, x),
+                           out_shardings=self._replicated)
 
   def run(self, params, writer, step: int) -> dict[str, float]:
     psnrs, images = [], {}
@@ -65,7 +61,7 @@ class Validator:
       lr = (np.asarray(rec.lr, np.float32) / 255.0)[None]
       lr = jax.make_array_from_process_local_data(self._replicated, lr)
       out = jax.device_get(self._apply(params, lr))
-      sr = to_uint8(out['sr'][0])
+      sr = imageio.to_uint8(out['sr'][0])
       psnrs.append(metrics_lib.psnr_y(sr, rec.hr, crop=self.scale))
       if i == 0:
         images[f'val/{rec.name}_sr'] = out['sr'][0:1].clip(0, 1)

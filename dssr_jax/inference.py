@@ -1,0 +1,201 @@
+"""Inference: a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
+
+`load_model` -> `make_sr_fn` -> (optionally `self_ensemble`) -> `tiling.tiled_apply` is what
+eval, the figures, the demo and `python -m dssr_jax.infer` run. jax, flax, numpy and orbax only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dssr_jax import checkpoint as checkpoint_lib
+from dssr_jax import fast
+from dssr_jax import imageio
+from dssr_jax import model as model_lib
+from dssr_jax import resize
+from dssr_jax import tiling
+
+SRFn = tiling.SRFn
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+  """A network with its weights; `config` is the full model config it was built from."""
+  model: model_lib.DSSR
+  params: Any
+  config: dict[str, Any]
+  step: int
+  path: str
+
+
+def merge_model_config(saved: Mapping[str, Any], requested: Mapping[str, Any] | None,
+                       *, source: str) -> dict[str, Any]:
+  """The config to build: the checkpoint's, with the other fields (dtype, remat) from `requested`.
+
+  Raises ValueError naming every structural field (`model.STRUCTURAL_FIELDS`) of `requested`
+  that differs from the checkpoint (`scale` included: a network only works at its own scale).
+  """
+  config = dict(saved)
+  if requested is None:
+    return config
+  diffs = [f'{k}={requested[k]!r} (checkpoint has {saved[k]!r})'
+           for k in model_lib.STRUCTURAL_FIELDS
+           if k in requested and k in saved and requested[k] != saved[k]]
+  if diffs:
+    raise ValueError(f'model options do not match the checkpoint {source}: ' + ', '.join(diffs) +
+                     '. Use the config the checkpoint was trained with.')
+  config.update({k: v for k, v in requested.items() if k not in model_lib.STRUCTURAL_FIELDS})
+  return config
+
+
+def check_param_shapes(model: model_lib.DSSR, params, source: str) -> None:
+  """Raises ValueError when the parameter tree is not the tree `model` expects."""
+  lr = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
+  expected = jax.eval_shape(model.init, jax.random.key(0), lr)['params']
+  exp = {jax.tree_util.keystr(p): tuple(v.shape)
+         for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+  got = {jax.tree_util.keystr(p): tuple(np.shape(v))
+         for p, v in jax.tree_util.tree_leaves_with_path(params)}
+  problems = [f'{k} missing' for k in exp if k not in got]
+  problems += [f'{k} unexpected' for k in got if k not in exp]
+  problems += [f'{k} has shape {got[k]}, the network expects {exp[k]}'
+               for k in exp if k in got and got[k] != exp[k]]
+  if problems:
+    more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
+    fields = {k: getattr(model, k) for k in model_lib.STRUCTURAL_FIELDS}
+    raise ValueError(f'the parameters in {source} do not fit the network {fields}: ' +
+                     '; '.join(problems[:5]) + more)
+
+
+def build_model(config: Mapping[str, Any], source: str) -> model_lib.DSSR:
+  """DSSR(**config), or a ValueError naming the fields this DSSR does not know."""
+  known = {f.name for f in dataclasses.fields(model_lib.DSSR)} - {'parent', 'name'}
+  unknown = sorted(set(config) - known)
+  if unknown:
+    raise ValueError(f'{source} has model options this DSSR does not know: {unknown}')
+  return model_lib.DSSR(**config)
+
+
+def load_model(path: os.PathLike | str, step: int | None = None,
+               requested: Mapping[str, Any] | None = None) -> LoadedModel:
+  """Loads a checkpoint (a workdir, its checkpoints/ folder or one step folder) and builds DSSR.
+
+  Args:
+    path: where the checkpoint is (any form `checkpoint.load_params` accepts).
+    step: which step; the latest when None.
+    requested: a model config the caller expects (e.g. from --config); its structural fields
+      must match the checkpoint, the others (dtype, remat) override it.
+  """
+  params, saved, step = checkpoint_lib.load_params(path, step)
+  source = f'checkpoint {path} (step {step})'
+  config = merge_model_config(saved, requested, source=source)
+  model = build_model(config, source)
+  check_param_shapes(model, params, source)
+  return LoadedModel(model=model, params=params, config=config, step=step, path=str(path))
+
+
+def make_sr_fn(loaded: LoadedModel, outputs: Sequence[str] = ('sr', 'steps', 'details')) -> SRFn:
+  """A numpy-in, numpy-out forward pass; one compilation per input shape, reused after that.
+
+  Args:
+    loaded: the network and its weights.
+    outputs: which of DSSR's outputs to bring back to the host ('sr' alone saves the transfer
+      and the host memory of the T step images when they are not needed).
+
+  The weights are an argument of the jitted function, not a closure constant, so compiling does
+  not fold millions of parameters into the program.
+  """
+  outputs = tuple(outputs)
+  model = loaded.model
+  apply = fast.jit(lambda p, x: {k: v for k, v in model.apply({'params': p}, x).items()
+                                 if k in outputs})
+  params = jax.device_put(loaded.params)
+
+  def fn(lr: np.ndarray) -> dict[str, np.ndarray]:
+    return jax.tree_util.tree_map(np.asarray, apply(params, jnp.asarray(lr, jnp.float32)))
+
+  return fn
+
+
+# ----------------------------------------------------------------------------------------------
+# x8 self-ensemble.
+
+
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+  """The k-th (0..7) of the 8 flips/transposes of the image axes (-3, -2)."""
+  if k & 1:
+    x = np.flip(x, axis=-3)
+  if k & 2:
+    x = np.flip(x, axis=-2)
+  if k & 4:
+    x = np.swapaxes(x, -3, -2)
+  return x
+
+
+def dihedral_inverse(x: np.ndarray, k: int) -> np.ndarray:
+  """Undoes `dihedral(., k)`."""
+  if k & 4:
+    x = np.swapaxes(x, -3, -2)
+  if k & 2:
+    x = np.flip(x, axis=-2)
+  if k & 1:
+    x = np.flip(x, axis=-3)
+  return x
+
+
+def self_ensemble(fn: SRFn) -> SRFn:
+  """EDSR's x8 geometric self-ensemble: the mean of fn over the 8 transforms, each undone.
+
+  Runs the 8 passes one after another, so memory stays that of one pass; a non-square input
+  compiles twice (h x w and w x h).
+  """
+
+  def ensembled(lr: np.ndarray) -> Any:
+    total = None
+    for k in range(8):
+      out = jax.tree_util.tree_map(lambda y, k=k: dihedral_inverse(np.asarray(y), k),
+                                   fn(np.ascontiguousarray(dihedral(lr, k))))
+      total = out if total is None else jax.tree_util.tree_map(np.add, total, out)
+    return jax.tree_util.tree_map(lambda t: (t / 8).astype(np.float32), total)
+
+  return ensembled
+
+
+# ----------------------------------------------------------------------------------------------
+# Image files.
+
+
+def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+  """Alpha channel [h, w] upscaled with PyTorch's bicubic (the network only sees colour)."""
+  mh, mw = resize.up_matrices((1,) + alpha.shape + (1,), scale)
+  return np.clip(mh @ alpha.astype(np.float32) @ mw.T, 0, 1)
+
+
+def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, scale: int, *,
+                 tile: int = 0, overlap: int = 32, save_details: bool = False,
+                 progress: Callable[[int], Any] | None = None) -> None:
+  """Super-resolves the image file `src` into `dst`, keeping its greyscale, alpha and bit depth.
+
+  With `save_details` (and an sr_fn that returns 'details') also writes the per-step detail maps
+  beside dst: `<stem>_details.npy` (float32 [T, H, W, 3]) and `<stem>_detail_t<t>.png` (0.5 + d).
+
+  Raises:
+    ValueError: src is not a readable image.
+  """
+  img = imageio.read_native(src)
+  out = tiling.tiled_apply(sr_fn, img.rgb[None], scale, tile, overlap, progress)
+  alpha = None if img.alpha is None else upscale_alpha(img.alpha, scale)
+  imageio.write_native(dst, imageio.to_samples(out['sr'][0], alpha, img.grey, img.bits))
+  if save_details and 'details' in out:
+    stem = os.path.splitext(str(dst))[0]
+    details = out['details'][:, 0].astype(np.float32)
+    imageio.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
+    for t, d in enumerate(details, start=1):
+      # Detail maps are signed residuals around 0: shown as 0.5 + d, as the paper's Fig. 4 does.
+      imageio.write_png(f'{stem}_detail_t{t}.png', imageio.to_uint8(0.5 + d))

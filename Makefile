@@ -17,6 +17,7 @@ test: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(PY) train.py --config=configs/demo.py --workdir=workdirs/demo
+	$(PY) -m dssr_jax.demo_report --workdir=workdirs/demo
 
 clean-venv:
 	rm -rf $(VENV)

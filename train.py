@@ -13,6 +13,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from configs import default
+from dssr_jax import cli
 from dssr_jax import train_loop
 
 FLAGS = flags.FLAGS
@@ -49,6 +51,7 @@ def main(argv):
   logging.info('JAX process %d of %d, local devices %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
+    train_loop.check_config(config, default.get_config())
     train_loop.train_and_evaluate(config, FLAGS.workdir)
   except (ValueError, FileNotFoundError, train_loop.BadStepsError) as e:
     logging.error('%s', e)
@@ -56,4 +59,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  cli.quiet_tensorflow()
   app.run(main)

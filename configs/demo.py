@@ -19,5 +19,5 @@ def get_config():
   config.data.patch_size = 16
   config.train.update(dict(
       num_steps=400, batch_size=8, learning_rate=1e-3, lr_boundaries=(300,), log_every=50,
-      checkpoint_every=100, keep_checkpoints=2, final_report=True))
+      checkpoint_every=100, keep_checkpoints=2))
   return config

@@ -1,14 +1,18 @@
-"""The authors' PyTorch state dict <-> dssr_jax params, and a CLI for released .pth files.
+r"""The authors' PyTorch state dict <-> dssr_jax params, and a command for released .pth files.
 
-Usage: python -m dssr_jax.convert AUTHORS.pth OUT_DIR --scale N [--num_steps 4]
-writes an orbax checkpoint (dssr_jax.checkpoint.save_params) that eval and inference load.
+  python -m dssr_jax.convert --pth=AUTHORS.pth --out=WORKDIR --scale=N [--num_steps=4]
+
+writes WORKDIR/checkpoints/0 (params and the model config, `dssr_jax.checkpoint.save_params`),
+which eval.py and `python -m dssr_jax.infer` load. It never replaces an existing checkpoint.
 torch is imported only to read the .pth file.
 """
 
-import argparse
 import re
 import sys
 from typing import Any, Mapping
+
+from absl import app
+from absl import flags
 
 import flax
 import jax
@@ -155,16 +159,28 @@ def read_pth(path: str) -> dict[str, np.ndarray]:
   return unwrap_state_dict(torch.load(path, map_location='cpu', weights_only=True))
 
 
-def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  ap.add_argument('pth', help="the authors' released .pth file")
-  ap.add_argument('out_dir', help='workdir to write checkpoints/0/ into')
-  ap.add_argument('--scale', type=int, required=True, choices=(2, 3, 4))
-  ap.add_argument('--num_steps', type=int, default=4, help='T (not stored in the weights)')
-  args = ap.parse_args(argv)
-  cfg = convert_state_dict(read_pth(args.pth), args.out_dir, args.scale, args.num_steps)
-  print(f'wrote {args.out_dir}/checkpoints/0 ({cfg})')
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  flags.DEFINE_string('pth', None, "The authors' released .pth file.", required=True)
+  flags.DEFINE_string('out', None, 'Workdir to write checkpoints/0 into.', required=True)
+  flags.DEFINE_enum('scale', None, ['2', '3', '4'], 'The scale the weights were trained for.',
+                    required=True)
+  flags.DEFINE_integer('num_steps', 4, 'T, the recurrent steps (not stored in the weights).',
+                       lower_bound=1)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    cfg = convert_state_dict(read_pth(FLAGS.pth), FLAGS.out, int(FLAGS.scale), FLAGS.num_steps)
+  except (ValueError, FileExistsError, FileNotFoundError) as e:
+    sys.exit(f'error: {e}')
+  print(f'wrote {FLAGS.out}/checkpoints/0 ({cfg})')
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  _define_flags()
+  app.run(main)

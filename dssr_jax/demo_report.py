@@ -1,4 +1,6 @@
-"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gaussian8 blur.
+r"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gaussian8 blur.
+
+  python -m dssr_jax.demo_report --workdir=workdirs/demo
 
 Writes `WORKDIR/demo/results.json` (per image and sigma), `WORKDIR/demo/comparison.png`
 (LR nearest-upscaled | MATLAB bicubic | DSSR | HR, on one crop) and prints the table.
@@ -7,30 +9,27 @@ Writes `WORKDIR/demo/results.json` (per image and sigma), `WORKDIR/demo/comparis
 import json
 import pathlib
 
-import jax
-import ml_collections
+from absl import app
+from absl import flags
 import numpy as np
 
 from dssr_jax import imageio
 from dssr_jax import imresize
+from dssr_jax import inference
 from dssr_jax import input_pipeline
 from dssr_jax import metrics
-from dssr_jax import model as model_lib
 from dssr_jax import testsets
-from dssr_jax import validation
 
 
-def evaluate(config: ml_collections.ConfigDict, params, hr_dir) -> list[dict]:
+def evaluate(loaded: inference.LoadedModel, hr_dir) -> list[dict]:
   """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir."""
-  scale = config.model.scale
-  model = model_lib.DSSR(**config.model)
-  apply = jax.jit(lambda p, x: model.apply({'params': p}, x)['sr'],
-                  compiler_options=model_lib.compiler_options())
+  scale = loaded.config['scale']
+  fn = inference.make_sr_fn(loaded, ('sr',))
   rows = []
   for rec in testsets.gaussian8(hr_dir, scale):
     lr = np.asarray(rec.lr, np.float32) / 255.0
-    bic = validation.to_uint8(imresize.imresize(lr, scale))
-    sr = validation.to_uint8(np.asarray(apply(params, lr[None]))[0])
+    bic = imageio.to_uint8(imresize.imresize(lr, scale))
+    sr = imageio.to_uint8(fn(lr[None])['sr'][0])
     rows.append({'name': rec.name, 'sigma': float(rec.sigma),
                  'psnr_bicubic': metrics.psnr_y(bic, rec.hr, crop=scale),
                  'psnr_dssr': metrics.psnr_y(sr, rec.hr, crop=scale),
@@ -61,17 +60,19 @@ def table(rows: list[dict]) -> str:
   return '\n'.join(lines)
 
 
-def report(config: ml_collections.ConfigDict, params, workdir) -> dict:
+def report(workdir) -> dict:
+  loaded = inference.load_model(workdir)
+  scale = loaded.config['scale']
   out = pathlib.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'
   hr_dir.mkdir(parents=True, exist_ok=True)
   input_pipeline.write_embedded_holdout(hr_dir)
-  rows = evaluate(config, params, hr_dir)
+  rows = evaluate(loaded, hr_dir)
   mid = [r for r in rows if r['name'] == rows[0]['name']]
   mid = mid[len(mid) // 2]
-  imageio.write_png(out / 'comparison.png', comparison_image(*mid['images'], config.model.scale))
+  imageio.write_png(out / 'comparison.png', comparison_image(*mid['images'], scale))
   summary = {
-      'scale': config.model.scale,
+      'scale': scale,
       'held_out': sorted({r['name'] for r in rows}),
       'psnr_bicubic': float(np.mean([r['psnr_bicubic'] for r in rows])),
       'psnr_dssr': float(np.mean([r['psnr_dssr'] for r in rows])),
@@ -80,7 +81,18 @@ def report(config: ml_collections.ConfigDict, params, workdir) -> dict:
   }
   (out / 'results.json').write_text(json.dumps(summary, indent=1))
   text = table(rows)
-  print(f'Held-out embedded photos, Gaussian8 x{config.model.scale} (Y-PSNR, crop {config.model.scale}):')
+  print(f'Held-out embedded photos, Gaussian8 x{scale} (Y-PSNR, crop {scale}):')
   print(text)
   print(f'Comparison image ({summary["comparison"]}): {out / "comparison.png"}')
   return summary
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  report(flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'The demo\'s training workdir.', required=True)
+  app.run(main)

@@ -13,16 +13,17 @@ Data and drawing are separate functions, so the numbers behind a figure can be c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
-import sys
 from typing import Any, Mapping, Sequence
 
+from absl import app
+from absl import flags
 import numpy as np
 
-from dssr_jax import infer
+from dssr_jax import imageio
+from dssr_jax import inference
 
 
 def _pyplot():
@@ -35,7 +36,7 @@ def _pyplot():
 def _save(fig, out: os.PathLike | str, dpi: int = 100) -> pathlib.Path:
   """Saves atomically (temp file + rename), so an existing figure is never left half-written."""
   out = pathlib.Path(out)
-  infer._atomic_write(out, lambda p: fig.savefig(p, dpi=dpi, format=out.suffix[1:] or 'png'))  # pylint: disable=protected-access
+  imageio.atomic_write(out, lambda p: fig.savefig(p, dpi=dpi, format=out.suffix[1:] or 'png'))
   _pyplot().close(fig)
   return out
 
@@ -78,7 +79,6 @@ def plot_per_step_psnr(report: Mapping[str, Any], out: os.PathLike | str) -> pat
 
 def degrade_hr(hr_path: os.PathLike | str, scale: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
   """(HR uint8 modcropped, its Gaussian8-style LR uint8 at `sigma`)."""
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
   from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
   hr = testsets.modcrop(imageio.read_image(hr_path), scale)
   return hr, testsets.gaussian8_lr(hr, sigma, scale)
@@ -186,47 +186,47 @@ def plot_crops(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarr
 # The command.
 
 
-def _parse(argv):
-  ap = argparse.ArgumentParser(prog='python -m dssr_jax.plots', description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  sub = ap.add_subparsers(dest='figure', required=True)
-  steps = sub.add_parser('steps', help='per-step PSNR from an eval.py JSON')
-  steps.add_argument('--report', required=True)
-  steps.add_argument('--out', required=True)
-  for name, helptext in (('details', 'detail maps and their L1 per step'),
-                         ('crops', 'LR / bicubic / DSSR / HR crops')):
-    p = sub.add_parser(name, help=helptext)
-    p.add_argument('--checkpoint', required=True)
-    p.add_argument('--step', type=int, default=None)
-    p.add_argument('--hr', required=True, action='append', help='HR image (repeatable)')
-    p.add_argument('--sigma', type=float, required=True, help='Gaussian blur sigma of the LR')
-    p.add_argument('--out', required=True)
-    if name == 'crops':
-      p.add_argument('--box', required=True, help='Y,X,SIZE of the crop in HR pixels')
-  return ap.parse_args(argv)
+FLAGS = flags.FLAGS
+FIGURES = ('steps', 'details', 'crops')
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  args = _parse(sys.argv[1:] if argv is None else argv)
-  if args.figure == 'steps':
-    report = json.loads(pathlib.Path(args.report).read_text())
-    print(plot_per_step_psnr(report, args.out))
-    return 0
+def _define_flags():
+  flags.DEFINE_string('out', None, 'The figure file to write (PNG).', required=True)
+  flags.DEFINE_string('report', None, 'steps: an eval.py --output JSON.')
+  flags.DEFINE_string('checkpoint', None, 'details, crops: a workdir or checkpoint folder.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
+  flags.DEFINE_multi_string('hr', [], 'details, crops: HR image (repeat for several).')
+  flags.DEFINE_float('sigma', 1.2, 'details, crops: Gaussian blur sigma of the LR.')
+  flags.DEFINE_list('box', None, 'crops: Y,X,SIZE of the crop in HR pixels.')
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in FIGURES:
+    raise app.UsageError(f'give one figure, one of {FIGURES}; got {argv[1:]}')
+  figure = argv[1]
+  need = {'steps': ['report'], 'details': ['checkpoint', 'hr'], 'crops': ['checkpoint', 'hr', 'box']}
+  missing = [f'--{n}' for n in need[figure] if not FLAGS[n].value]
+  if missing:
+    raise app.UsageError(f'{figure} needs {", ".join(missing)}')
+  if figure == 'steps':
+    report = json.loads(pathlib.Path(FLAGS.report).read_text())
+    print(plot_per_step_psnr(report, FLAGS.out))
+    return
   box = None
-  if args.figure == 'crops':
+  if figure == 'crops':
     try:
-      box = tuple(int(v) for v in args.box.split(','))
+      box = tuple(int(v) for v in FLAGS.box)
       if len(box) != 3:
         raise ValueError
     except ValueError:
-      raise SystemExit(f'--box must be Y,X,SIZE (three integers), got {args.box!r}') from None
-  loaded = infer.load_model(args.checkpoint, args.step)
+      raise app.UsageError(f'--box must be Y,X,SIZE (three integers), got {FLAGS.box!r}') from None
+  loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step)
   scale = int(loaded.config['scale'])
-  fn = infer.make_sr_fn(loaded)
-  if args.figure == 'details':
+  fn = inference.make_sr_fn(loaded)
+  if figure == 'details':
     stats, names, first = [], [], None
-    for path in args.hr:
-      hr, lr = degrade_hr(path, scale, args.sigma)
+    for path in FLAGS.hr:
+      hr, lr = degrade_hr(path, scale, FLAGS.sigma)
       details = fn(lr[None] / np.float32(255))['details'][:, 0]
       stats.append(detail_stats(details, hr, lr, scale))
       names.append(pathlib.Path(path).stem)
@@ -235,18 +235,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = (details, true)
       for t, (a, l1) in enumerate(zip(stats[-1]['mean_abs'], stats[-1]['l1_to_true']), start=1):
         print(f'{names[-1]} step {t}: mean |d| {a:.5f}, L1 to HR - bic {l1:.5f}')
-    print(plot_details(first[0], stats, names, args.out, true=first[1]))
-    return 0
+    print(plot_details(first[0], stats, names, FLAGS.out, true=first[1]))
+    return
   from dssr_jax import eval_lib  # pylint: disable=g-import-not-at-top
-  hr, lr = degrade_hr(args.hr[0], scale, args.sigma)
+  hr, lr = degrade_hr(FLAGS.hr[0], scale, FLAGS.sigma)
   y, x, size = box
   if size < 1 or y < 0 or x < 0 or y + size > hr.shape[0] or x + size > hr.shape[1]:
     raise ValueError(f'--box {box} does not fit in the {hr.shape[0]}x{hr.shape[1]} HR image')
-  sr = eval_lib.to_uint8(fn(lr[None] / np.float32(255))['sr'][0])
-  bic = eval_lib.to_uint8(eval_lib.bicubic_sr_fn(scale)(lr[None] / 255.0)['sr'][0])
-  print(plot_crops(lr, bic, sr, hr, scale, box, args.out))
-  return 0
+  sr = imageio.to_uint8(fn(lr[None] / np.float32(255))['sr'][0])
+  bic = imageio.to_uint8(eval_lib.bicubic_sr_fn(scale)(lr[None] / 255.0)['sr'][0])
+  print(plot_crops(lr, bic, sr, hr, scale, box, FLAGS.out))
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  _define_flags()
+  app.run(main)

@@ -17,8 +17,11 @@ import logging
 import math
 import pathlib
 import re
+import sys
 from typing import Iterator, Optional, Sequence
 
+from absl import app
+from absl import flags
 import numpy as np
 from scipy import io as sio
 
@@ -195,20 +198,30 @@ def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
   return len(files)
 
 
-def main(argv=None) -> None:
-  """`python -m dssr_jax.testsets --hr_dir=HR --out_dir=OUT [--seed=0]`: a DIV2KRK-style set."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(description=main.__doc__)
-  parser.add_argument('--hr_dir', required=True, help='Folder of HR images.')
-  parser.add_argument('--out_dir', required=True, help='Where gt/, lr_x*/, gt_k_x*/ go.')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--scales', default='2,4', help='Comma-separated, from {2, 4}.')
-  parser.add_argument('--overwrite', action='store_true', help='Replace an existing set.')
-  args = parser.parse_args(argv)
-  n = make_div2krk(args.hr_dir, args.out_dir, seed=args.seed,
-                   scales=[int(s) for s in args.scales.split(',')], overwrite=args.overwrite)
-  print(f'wrote {n} images to {args.out_dir}')
+FLAGS = flags.FLAGS
+COMMANDS = ('div2krk',)
+
+
+def _define_flags():
+  flags.DEFINE_string('hr_dir', None, 'Folder of HR images.', required=True)
+  flags.DEFINE_string('out_dir', None, 'Where the test set goes.', required=True)
+  flags.DEFINE_list('scales', ['2', '4'], 'Scales to write.')
+  flags.DEFINE_integer('seed', 0, 'div2krk: the seed of the kernels.')
+  flags.DEFINE_bool('overwrite', False, 'Replace an existing set.')
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in COMMANDS:
+    raise app.UsageError(f'give one command, one of {COMMANDS}; got {argv[1:]}')
+  try:
+    scales = [int(s) for s in FLAGS.scales]
+    n = make_div2krk(FLAGS.hr_dir, FLAGS.out_dir, seed=FLAGS.seed, scales=scales,
+                     overwrite=FLAGS.overwrite)
+  except (ValueError, FileExistsError, FileNotFoundError) as e:
+    sys.exit(f'error: {e}')
+  print(f'wrote {n} images to {FLAGS.out_dir}')
 
 
 if __name__ == '__main__':
-  main()
+  _define_flags()
+  app.run(main)

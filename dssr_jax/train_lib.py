@@ -1,4 +1,4 @@
-"""Train state and the data-parallel train step (DESIGN.md section 2).
+"""Train state and the data-parallel train step (docs/design.md section 2).
 
 Only jax, flax, optax, numpy and ml_collections are imported here: the GPU benchmark uses this
 file on a machine without tensorflow. The loop around it (data, checkpoints, metrics) lives in
@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from dssr_jax import fast
 from dssr_jax import losses
 from dssr_jax import model as model_lib
 from dssr_jax import optim
@@ -118,11 +119,11 @@ def make_train_step(model: model_lib.DSSR, tx: optax.GradientTransformation, mes
                     ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
   """One `jax.jit` of `train_step`: replicated state (donated), batch sharded on axis 0.
 
-  `compiler_options`: XLA's options for it; None = `model.compiler_options()`, {} = XLA's
+  `compiler_options`: XLA's options for it; None = `fast.compiler_options()`, {} = XLA's
   defaults (for A/B studies).
   """
   if compiler_options is None:
-    compiler_options = model_lib.compiler_options()
+    compiler_options = fast.compiler_options()
   replicated = NamedSharding(mesh, P())
   shardings = state_shardings(state_shape, mesh)
   return jax.jit(

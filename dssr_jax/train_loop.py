@@ -15,8 +15,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from configs import default as default_config
 from dssr_jax import checkpoint as checkpoint_lib
+from dssr_jax import model as model_lib
 from dssr_jax import train_lib
 
 ITEMS = ('params', 'opt_state', 'meta')
@@ -27,9 +27,10 @@ class BadStepsError(RuntimeError):
   """Too many consecutive steps with a non-finite loss or gradient."""
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Rejects fields the defaults do not know (typos would otherwise be silently ignored)."""
-  reference = default_config.get_config()
+def check_config(config: ml_collections.ConfigDict,
+                 reference: ml_collections.ConfigDict | None = None) -> None:
+  """Raises ValueError naming the first bad field: one `reference` (the defaults,
+  configs/default.py) does not know, so that a typo is not silently ignored, or a bad value."""
 
   def walk(cfg, ref, prefix):
     for key in cfg.keys():
@@ -40,10 +41,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                                                                         ml_collections.ConfigDict):
         walk(cfg[key], ref[key], name + '.')
 
-  for section in [s for s in ('model', 'train', 'data') if s in reference]:
+  for section in ('model', 'train', 'data'):
     if section not in config:
       raise ValueError(f'config has no {section!r} section')
-    walk(config[section], reference[section], f'{section}.')
+    if reference is not None:
+      walk(config[section], reference[section], f'{section}.')
   if config.train.num_steps <= 0:
     raise ValueError(f'config.train.num_steps must be positive, got {config.train.num_steps}')
   if config.train.checkpoint_every <= 0:
@@ -98,9 +100,12 @@ def save_checkpoint(mngr: ocp.CheckpointManager, config, state: train_lib.TrainS
 
 
 def _check_compatible(meta: dict, config, where) -> None:
-  """A workdir belongs to one network: refuse to touch a checkpoint of another one."""
+  """A workdir belongs to one network: refuse to touch a checkpoint of another one.
+
+  Only the structural fields count: a run may resume with another dtype or remat.
+  """
   saved, wanted = dict(meta.get('model', {})), config.model.to_dict()
-  diff = {k: (saved.get(k), wanted.get(k)) for k in sorted(set(saved) | set(wanted))
+  diff = {k: (saved.get(k), wanted.get(k)) for k in model_lib.STRUCTURAL_FIELDS
           if saved.get(k) != wanted.get(k)}
   if diff:
     text = ', '.join(f'{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items())
@@ -275,9 +280,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   mngr.close()
   params = host_copy(state.params)
   last = {k: np.asarray(v) for k, v in host_copy(pending).items()} if pending else None
-  if not stop and tc.final_report and jax.process_index() == 0:
-    from dssr_jax import demo_report  # pylint: disable=g-import-not-at-top
-    demo_report.report(config, params, workdir)
   return {'step': step, 'params': params, 'stopped_by': stop, 'last_metrics': last}
 
 

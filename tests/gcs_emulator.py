@@ -9,15 +9,17 @@ CONNECT for those two hosts only, terminates TLS with a throwaway certificate
 that `CURL_CA_BUNDLE` trusts, and forwards each request to the emulator. Any
 other host is refused, so nothing here can reach the real GCS.
 
-Run as a script it serves until its stdin closes (the test process died or
-stopped it) and prints one JSON line with its ports.
+The emulator runs in memory (on disk it cannot hold both the folder marker
+'a/' and the object 'a/b') in a subprocess, with fixes for what TF and
+tensorstore trip over; see `_serve`. Needs the `openssl` command for the
+certificate. Run as a script it prints one JSON line with its ports and serves
+until its stdin closes (the test process stopped it or died).
 """
 
 import contextlib
 import http.client
 import http.server
 import json
-import os
 import pathlib
 import socketserver
 import ssl
@@ -196,6 +198,8 @@ def running(directory: pathlib.Path, bucket: str):
         'CURL_CA_BUNDLE': str(cert),
         # TF retries a failed request 10 times over minutes; fail a test in seconds.
         'GCS_RETRY_CONFIG_MAX_RETRIES': '2',
+        # TF fills a 64 MiB buffer per opened file (~70 ms here); read what is asked.
+        'GCS_READ_CACHE_BLOCK_SIZE_MB': '0',
     }
   finally:
     proc.stdin.close()

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 import uuid
 
@@ -56,7 +55,7 @@ def test_tf_gfile(gcs):
   assert gfile.isdir(f'{run}/sub')
   with gfile.GFile(f'{run}/a.txt', 'w') as f:
     f.write('hello')
-  big = np.random.default_rng(0).bytes(3 << 20)  # above curl's and TF's small-upload sizes
+  big = np.random.default_rng(0).bytes(3 << 20)  # megabytes in one resumable upload
   with gfile.GFile(f'{run}/big.bin', 'wb') as f:
     f.write(big)
 

@@ -463,9 +463,10 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
                          lambda: tf.constant(False))
       with tf.control_dependencies([ok, replaced]):
         img = tf.identity(img)
-      return tf.data.Dataset.from_tensor_slices((crops(img, v), g))
+      return crops(img, v), g
 
-    return found.concatenate(none).take(1).flat_map(cut)
+    # map + unbatch: the decoded image is freed once cut, only the crops wait their turn.
+    return found.concatenate(none).take(1).map(cut).unbatch()
 
   def example(hr, g):
     hr = tf.cast(hr, tf.float32) / 255.0

@@ -11,7 +11,8 @@ folders replaced, and times `--steps` batches after `--warmup` batches (construc
 first decodes excluded), so the number is the steady-state rate a training loop can pull. It prints
 patches/s next to the rate the paper network's train step consumes on one H100 (`NEED`), the CPU
 time the process spent per patch (less sensitive to other jobs on the machine than the rate), the
-load average and the process's peak RSS. Run every setting in its own process (`--settings=iso:2`)
+load average (1 min, the benchmark's own threads included), the cores other processes kept busy
+meanwhile (`others`, from /proc/stat) and the process's peak RSS. Run every setting in its own process (`--settings=iso:2`)
 to get each one's peak RSS.
 
 `--make_folder` writes `--num_images` distinct 2040x1356 PNGs (DIV2K's size, zlib level 6) built
@@ -51,8 +52,9 @@ flags.DEFINE_list('settings', ['iso:2', 'iso:4'], 'degradation:scale pairs to ti
 flags.DEFINE_integer('patches_per_image', None, 'Override data.patches_per_image.')
 flags.DEFINE_integer('image_window', None, 'Override data.image_window.')
 flags.DEFINE_integer('num_parallel_calls', None, 'Override data.num_parallel_calls.')
-flags.DEFINE_integer('steps', 200, 'Batches timed per setting.')
-flags.DEFINE_integer('warmup', 20, 'Batches drawn before timing.')
+flags.DEFINE_integer('steps', 400,
+                     'Batches timed per setting (several blocks of image_window x k examples).')
+flags.DEFINE_integer('warmup', 64, 'Batches drawn before timing (one block at the defaults).')
 FLAGS = flags.FLAGS
 
 
@@ -129,6 +131,16 @@ def data_config(degradation: str, scale: int):
   return config
 
 
+def _busy_seconds() -> float:
+  """CPU seconds all processes have spent busy since boot (Linux /proc/stat; nan elsewhere)."""
+  try:
+    with open('/proc/stat') as f:
+      ticks = [int(v) for v in f.readline().split()[1:]]
+  except (OSError, ValueError):
+    return float('nan')
+  return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')  # minus idle, iowait
+
+
 def measure(degradation: str, scale: int) -> dict:
   from dssr_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   config = data_config(degradation, scale)
@@ -138,14 +150,16 @@ def measure(degradation: str, scale: int) -> dict:
   for _ in range(FLAGS.warmup):
     next(it)
   load = os.getloadavg()[0]
-  cpu, start = time.process_time(), time.perf_counter()
+  busy, cpu, start = _busy_seconds(), time.process_time(), time.perf_counter()
   for _ in range(FLAGS.steps):
     next(it)
   elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+  others = (_busy_seconds() - busy - cpu) / elapsed
   del it  # Stops the pipeline's threads before the next setting starts.
   patches = FLAGS.steps * batch
   return dict(rate=patches / elapsed, cpu_ms=1e3 * cpu / patches, k=config.patches_per_image,
-              window=config.image_window, load=(load + os.getloadavg()[0]) / 2)
+              window=config.image_window, load=(load + os.getloadavg()[0]) / 2,
+              others=max(others, 0.0))
 
 
 def main(argv):
@@ -157,7 +171,7 @@ def main(argv):
   print(f'source={FLAGS.source} folders={",".join(FLAGS.folders)} cores={os.cpu_count()} '
         f'steps={FLAGS.steps}')
   print(f'{"setting":<8}{"scale":>6}{"k":>4}{"window":>7}{"patches/s":>11}{"need":>6}'
-        f'{"ratio":>7}{"cpu ms/patch":>14}{"load":>6}{"peak RSS GB":>13}')
+        f'{"ratio":>7}{"cpu ms/patch":>14}{"load":>6}{"others":>8}{"peak RSS GB":>13}')
   for item in FLAGS.settings:
     degradation, scale = item.split(':')
     m = measure(degradation, int(scale))
@@ -165,7 +179,8 @@ def main(argv):
     ratio = f'{m["rate"] / need:.2f}' if need else '-'
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     print(f'{degradation:<8}{scale:>6}{m["k"]:>4}{m["window"]:>7}{m["rate"]:>11.1f}'
-          f'{need or "-":>6}{ratio:>7}{m["cpu_ms"]:>14.2f}{m["load"]:>6.1f}{rss:>13.2f}',
+          f'{need or "-":>6}{ratio:>7}{m["cpu_ms"]:>14.2f}{m["load"]:>6.1f}{m["others"]:>8.2f}'
+          f'{rss:>13.2f}',
           flush=True)
 
 

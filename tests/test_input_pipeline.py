@@ -98,24 +98,25 @@ def test_aniso_and_noise(folder):
 
 
 def test_determinism_and_resume(folder):
-  # 3 crops per visit, blocks of 8 visits (24 examples): step 4 starts inside the first block.
+  # 3 crops per visit, blocks of 8 visits (24 examples): step 5 starts in round 2 of the first
+  # block, at its second batch.
   c = _config(folder, num_parallel_calls=3, patches_per_image=3, image_window=8)
-  run = _batches(c, 6)
-  again = _batches(_config(folder, num_parallel_calls=1, patches_per_image=3, image_window=8), 6)
+  run = _batches(c, 7)
+  again = _batches(_config(folder, num_parallel_calls=1, patches_per_image=3, image_window=8), 7)
   other = _batches(c, 2, seed=1)
-  resumed = _batches(c, 2, start_step=4)
+  resumed = _batches(c, 2, start_step=5)
   for a, b in zip(run, again):
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
   assert not np.array_equal(run[0]['hr'], other[0]['hr'])
   assert not np.array_equal(run[0]['hr'], run[1]['hr'])
-  for a, b in zip(run[4:], resumed):
+  for a, b in zip(run[5:], resumed):
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
 
 
 def test_processes_slice_the_global_batch(folder):
-  c = _config(folder, patches_per_image=3, image_window=6)  # blocks of 18 examples
+  c = _config(folder, patches_per_image=3, image_window=12)  # blocks of 12 visits, 36 examples
   whole = _batches(c, 3, batch_size=6)
   parts = [_batches(c, 3, batch_size=6, process_index=p, process_count=3) for p in range(3)]
   late = _batches(c, 1, batch_size=6, process_index=1, process_count=3, start_step=2)[0]

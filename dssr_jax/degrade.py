@@ -425,7 +425,10 @@ def aniso_degrade_tf(hr, kernel, scale: int):
   ph, pw = s * (m + bh - 1), s * (n + bw - 1)
   x = tf.pad(hr, [[kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]], mode='REFLECT')[:ph, :pw]
   x = tf.pad(x, [[0, ph - min(ph, h + kh - 1)], [0, pw - min(pw, w + kw - 1)], [0, 0]])
-  x = tf.nn.space_to_depth(tf.transpose(x, [2, 0, 1])[:, :, :, None], s)  # [C, ph/s, pw/s, s s]
+  c = x.shape[2]
+  # [C, ph/s, pw/s, s s], phase (a, b) at a s + b; tf.nn.space_to_depth is 3x slower here.
+  x = tf.reshape(tf.transpose(tf.reshape(x, [ph // s, s, pw // s, s, c]), [4, 0, 2, 1, 3]),
+                 [c, ph // s, pw // s, s * s])
   k = tf.pad(kernel, [[0, s * bh - kh], [0, s * bw - kw]])
   k = tf.reshape(tf.transpose(tf.reshape(k, [bh, s, bw, s]), [0, 2, 1, 3]), [bh, bw, s * s, 1])
   y = tf.nn.conv2d(x, k, 1, 'VALID')  # [C, m, n, 1]

@@ -1,7 +1,7 @@
 r"""Training-pipeline throughput against what the train step consumes, and a DIV2K-like test folder.
 
   python benchmarks/pipeline.py --make_folder=DIR --num_images=320     # 2040x1356 PNGs, ~4 MB each
-  python benchmarks/pipeline.py --folders=DIR                          # iso_x2.py and iso_x4.py as shipped
+  python benchmarks/pipeline.py --folders=DIR          # iso_x2/x4, aniso_x2/x4 as shipped
   python benchmarks/pipeline.py --source=embedded --settings=iso:2,aniso:4
   python benchmarks/pipeline.py --folders=DIR --patches_per_image=8 --image_window=64 --settings=iso:4
 
@@ -48,7 +48,8 @@ flags.DEFINE_string('make_folder', None, 'Write a DIV2K-like folder of PNGs here
 flags.DEFINE_integer('num_images', 320, 'Images for --make_folder.')
 flags.DEFINE_enum('source', 'folders', ('folders', 'embedded'), 'HR source.')
 flags.DEFINE_list('folders', [], 'Image folders (replace the paper configs\' data.folders).')
-flags.DEFINE_list('settings', ['iso:2', 'iso:4'], 'degradation:scale pairs to time.')
+flags.DEFINE_list('settings', ['iso:2', 'iso:4', 'aniso:2', 'aniso:4'],
+                  'degradation:scale pairs to time (paper configs iso_x2, ..., aniso_x4).')
 flags.DEFINE_integer('patches_per_image', None, 'Override data.patches_per_image.')
 flags.DEFINE_integer('image_window', None, 'Override data.image_window.')
 flags.DEFINE_integer('num_parallel_calls', None, 'Override data.num_parallel_calls.')

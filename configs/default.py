@@ -88,8 +88,8 @@ def get_data_config() -> ml_collections.ConfigDict:
   d.noise_std = 0.0  # Std of additive Gaussian noise on the LR, on the [0, 1] scale (paper: 0).
   d.shuffle = True  # A new permutation of the images each epoch (False: images in order).
   # Crops cut from each decoded image (one visit of it). Decoding a 2K PNG costs ~60 ms of CPU,
-  # cropping and degrading a patch 1-6 ms, so one crop per decode feeds ~30 patches/s on two cores
-  # and 16 feed 400-500 (docs/data.md). The visits of a block of `image_window` (rounded up to a
+  # cropping and degrading a patch 1-5 ms, so one crop per decode feeds ~35 patches/s on two cores
+  # and 16 feed 240-440 (docs/data.md). The visits of a block of `image_window` (rounded up to a
   # multiple of the global batch) give their crops in k rounds: a batch mixes the images of B
   # visits, and the k crops of a visit fall within image_window * k / B steps. Memory grows
   # with image_window * patches_per_image (crops waiting their round). 16 crops per image per epoch

@@ -351,3 +351,24 @@ def test_script_exits_with_live_iterators(tmp_path):
   except subprocess.TimeoutExpired as e:
     pytest.fail(f'the script hung at exit: {e.stdout}')
   assert done.returncode == 0 and 'drew batches' in done.stdout, done.stderr[-2000:]
+
+
+def test_benchmark_runs_from_the_repo_root(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  run = lambda *args: subprocess.run([sys.executable, 'benchmarks/pipeline.py', *args], cwd=repo,
+                                     env=env, capture_output=True, text=True, timeout=300)
+  done = run('--help')  # absl prints the usage and exits with 1
+  assert '--patches_per_image' in done.stdout and 'Traceback' not in done.stderr, done.stderr
+  done = run(f'--make_folder={tmp_path}', '--num_images=1')
+  assert done.returncode == 0, done.stderr[-2000:]
+  img = imageio.read_image(tmp_path / 'div2k_like_0000.png')
+  assert img.shape == (1356, 2040, 3) and (tmp_path / 'div2k_like_0000.png').stat().st_size > 2e6
+  done = run(f'--folders={tmp_path}', '--settings=iso:2', '--steps=2', '--warmup=1')
+  assert done.returncode == 0, done.stderr[-2000:]
+  row = [line.split() for line in done.stdout.splitlines() if line.startswith('iso')][0]
+  assert row[:3] == ['iso', '2', '16'] and row[5] == '250', done.stdout  # k, need
+  assert float(row[4]) > 0 and float(row[6]) == pytest.approx(float(row[4]) / 250, abs=0.01)

@@ -1,24 +1,26 @@
-r"""Training-pipeline throughput against what the train step consumes, and a DIV2K-like test folder.
+r"""Training-pipeline throughput against what the train step consumes; a DIV2K-like test folder.
 
-  python benchmarks/pipeline.py --make_folder=DIR --num_images=320     # 2040x1356 PNGs, ~4 MB each
+  python benchmarks/pipeline.py --make_folder=DIR --num_images=320   # 2040x1356 PNGs, ~4 MB each
   python benchmarks/pipeline.py --folders=DIR          # iso_x2/x4, aniso_x2/x4 as shipped
   python benchmarks/pipeline.py --source=embedded --settings=iso:2,aniso:4
-  python benchmarks/pipeline.py --folders=DIR --patches_per_image=8 --image_window=64 --settings=iso:4
+  python benchmarks/pipeline.py --folders=DIR --patches_per_image=8 --image_window=64 \
+      --settings=iso:4
 
 Each setting builds `create_train_dataset` from the paper config of that degradation and scale
 (`configs/default.get_paper_config`, what `configs/iso_x2.py` etc. return) with only the data
-folders replaced, and times `--steps` batches after `--warmup` batches (construction, tracing and the
-first decodes excluded), so the number is the steady-state rate a training loop can pull. It prints
-patches/s next to the rate the paper network's train step consumes on one H100 (`NEED`), the CPU
-time the process spent per patch (less sensitive to other jobs on the machine than the rate), the
-load average (1 min, the benchmark's own threads included), the cores other processes kept busy
-meanwhile (`others`, from /proc/stat) and the process's peak RSS. Run every setting in its own process (`--settings=iso:2`)
-to get each one's peak RSS.
+folders replaced, and times `--steps` batches after `--warmup` batches (construction, tracing and
+the first decodes excluded), so the number is the steady-state rate a training loop can pull. It
+prints patches/s next to the rate the paper network's train step consumes on one H100 (`NEED`),
+the CPU time the process spent per patch (less sensitive to other jobs on the machine than the
+rate), the load average (1 min, the benchmark's own threads included), the cores other processes
+kept busy meanwhile (`others`, from /proc/stat) and the process's peak RSS. Run every setting in
+its own process (`--settings=iso:2`) to get each one's peak RSS. docs/data.md has the results.
 
 `--make_folder` writes `--num_images` distinct 2040x1356 PNGs (DIV2K's size, zlib level 6) built
-from the photos in the scikit-image wheel: tiles of random crops, rescaled, flipped and colour-mixed,
-plus mild Gaussian noise, so that files are ~3.5-4.5 MB and decode as slowly as DIV2K's (a real
-DIV2K PNG is ~2-6 MB). Existing files of the same name are kept (the same seed gives the same image).
+from the photos in the scikit-image wheel: tiles of random crops, rescaled, flipped and
+colour-mixed, plus mild Gaussian noise, so that files are ~3-5 MB and decode as slowly as DIV2K's
+(a real DIV2K PNG is ~2-6 MB). Existing files of the same name are kept (the same seed gives the
+same image).
 """
 
 import multiprocessing

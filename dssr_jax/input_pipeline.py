@@ -5,8 +5,8 @@ batch B, N usable images). Image visits v = 0, 1, ... show image perm_e[v mod N]
 e = v div N, a fresh permutation of the images per epoch. Examples g = step * B + row come in
 blocks of W k: block b makes k rounds over the W visits bW .. bW + W - 1, and example
 g = bWk + rW + j is round r's crop of visit bW + j. Each visit's image is decoded once and gives
-its k crops; the B rows of a batch come from B different visits. docs/data.md relates this to the
-authors' sub-image sampling.
+its k crops; the B rows of a batch come from B different visits. docs/data.md relates this to
+sub-image sampling.
 
 Every training example is a pure function of (seed, g): its visit and round, the image, the crop
 and flips (drawn per visit, row r), the kernel and the noise (TF stateless ops seeded from
@@ -18,7 +18,7 @@ and flips (drawn per visit, row r), the kernel and the noise (TF stateless ops s
     each global batch of B, so the processes together produce the single-process batch.
 
 The graph holds no Python for the 'embedded' and 'folders' sources: images are decoded by tf.io
-inside tf.data (no GIL), and a script that drops its iterator at interpreter exit exits. HR
+inside tf.data (no GIL), and a script that leaves its iterator alive at exit still exits. HR
 sources: the photos inside the scikit-image wheel ('embedded', in memory, no download), folders of
 image files ('folders', recursive, several mixed) or a TFDS dataset ('tfds', random access through
 `tfds.data_source`, i.e. prepared in array_record format; read by Python, see `_ExitGuard`). Odd

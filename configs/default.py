@@ -86,11 +86,14 @@ def get_data_config() -> ml_collections.ConfigDict:
   d.sigma_range = None
   d.noise_std = 0.0  # Std of additive Gaussian noise on the LR, on the [0, 1] scale (paper: 0).
   d.shuffle = True  # A new permutation of the images each epoch (False: images in order).
-  # Patches cut from each decoded image per visit. 1 (the authors' loader): every patch decodes
-  # its image, which costs ~0.1 s per 2K PNG. k > 1: the images of a window of `image_window`
-  # visits each give k patches, spread over k rounds (so a batch still mixes images), decoded once
-  # and kept in memory (2 x image_window decoded images; ~8 MB each for DIV2K).
-  d.patches_per_image = 1
+  # Crops cut from each decoded image (one visit of it). Decoding a 2K PNG costs ~60 ms of CPU,
+  # cropping and degrading a patch 1-5 ms, so one crop per decode feeds ~35 patches/s on two cores
+  # and 16 feed 240-440 (docs/data.md). The visits of a block of `image_window` (rounded up to a
+  # multiple of the global batch) give their crops in k rounds: a batch mixes the images of B
+  # visits, and the k crops of a visit fall within image_window * k / B steps. Memory grows
+  # with image_window * patches_per_image (crops waiting their round). 16 crops per image per epoch
+  # against the ~40 that 480x480 sub-images at stride 240 give a 2K image (docs/data.md).
+  d.patches_per_image = 16
   d.image_window = 32
   d.num_parallel_calls = -1  # Examples decoded/degraded in parallel (-1: tf.data AUTOTUNE).
   d.prefetch = 2  # Batches prefetched (-1: AUTOTUNE, 0: none).

@@ -400,13 +400,36 @@ def iso_degrade_tf(hr, sigma, scale: int, size: int = ISO_SIZE):
 
 
 def aniso_degrade_tf(hr, kernel, scale: int):
-  """blur_tf then [::s, ::s], computing only the kept pixels (a strided depthwise conv)."""
+  """blur_tf then [::s, ::s], computing only the kept pixels.
+
+  The s x s phases of the padded image become channels (space_to_depth) and the kernel is cut the
+  same way, so one dense stride-1 convolution computes the strided correlation: the same sums as
+  `downsample_tf(blur_tf(hr, kernel), s, 'aniso')`, many times faster on CPU than a strided
+  depthwise convolution with a 31x31 kernel.
+  """
   tf = _tf()
   scale = _check_scale(scale, 'aniso_degrade_tf')
   hr = tf.cast(tf.convert_to_tensor(hr), tf.float32)
   kernel = tf.cast(tf.convert_to_tensor(kernel), tf.float32)
   kh, kw = kernel.shape
-  c = hr.shape[-1]
-  x = tf.pad(hr[None], [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]], mode='REFLECT')
-  filt = tf.tile(kernel[:, :, None, None], [1, 1, c, 1])
-  return tf.nn.depthwise_conv2d(x, filt, [1, scale, scale, 1], 'VALID')[0]
+  h, w = hr.shape[0], hr.shape[1]
+  if h is None or w is None:
+    raise ValueError(f'aniso_degrade_tf: H and W must be static, got shape {hr.shape}')
+  if min(h, w) <= max(kh, kw) // 2:
+    raise ValueError(f'aniso_degrade_tf: image {h}x{w} too small for reflect padding by '
+                     f'{max(kh, kw) // 2}')
+  s = scale
+  m, n = -(-h // s), -(-w // s)  # output size, as img[::s, ::s]
+  bh, bw = -(-kh // s), -(-kw // s)  # kernel size in s x s blocks
+  # Padded rows and columns read by the outputs (the last kernel taps of a block are zeros).
+  ph, pw = s * (m + bh - 1), s * (n + bw - 1)
+  x = tf.pad(hr, [[kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]], mode='REFLECT')[:ph, :pw]
+  x = tf.pad(x, [[0, ph - min(ph, h + kh - 1)], [0, pw - min(pw, w + kw - 1)], [0, 0]])
+  c = x.shape[2]
+  # [C, ph/s, pw/s, s s], phase (a, b) at a s + b; tf.nn.space_to_depth is 3x slower here.
+  x = tf.reshape(tf.transpose(tf.reshape(x, [ph // s, s, pw // s, s, c]), [4, 0, 2, 1, 3]),
+                 [c, ph // s, pw // s, s * s])
+  k = tf.pad(kernel, [[0, s * bh - kh], [0, s * bw - kw]])
+  k = tf.reshape(tf.transpose(tf.reshape(k, [bh, s, bw, s]), [0, 2, 1, 3]), [bh, bw, s * s, 1])
+  y = tf.nn.conv2d(x, k, 1, 'VALID')  # [C, m, n, 1]
+  return tf.transpose(y[:, :, :, 0], [1, 2, 0])

@@ -1,24 +1,42 @@
-"""tf.data training pipeline: HR sources -> random crops/augmentation -> degradation -> batches.
+"""tf.data training pipeline: HR images -> k crops per decoded image -> degradation -> batches.
 
-Every training example is a pure function of (seed, g), g = step * global_batch + row: the HR image
-(a fresh permutation of the images per epoch), the crop, the flips (numpy, seeded by [seed, g]) and
-the kernel and noise (TF stateless ops, seeded by [seed, g]). Hence
+Layout (k = data.patches_per_image, W = data.image_window rounded up to a multiple of the global
+batch B, N usable images). Image visits v = 0, 1, ... show image perm_e[v mod N] of epoch
+e = v div N, a fresh permutation of the images per epoch. Examples g = step * B + row come in
+blocks of W k: block b makes k rounds over the W visits bW .. bW + W - 1, and example
+g = bWk + rW + j is round r's crop of visit bW + j. Each visit's image is decoded once and gives
+its k crops; the B rows of a batch come from B different visits. docs/data.md relates this to
+sub-image sampling.
+
+Every training example is a pure function of (seed, g): its visit and round, the image, the crop
+and flips (drawn per visit, row r), the kernel and the noise (TF stateless ops seeded from
+(seed, g)). Hence
   * the same seed gives the same batches, whatever the parallelism;
-  * `start_step=N` starts at step N in O(1) with exactly the batches a run from 0 sees there;
-  * process p of P builds rows [p B/P, (p + 1) B/P) of each global batch of B, so the processes
-    together produce the single-process batch.
-HR sources: the photos inside the scikit-image wheel ('embedded', no download), folders of image
-files ('folders', recursive, several mixed) or a TFDS dataset ('tfds', random access through
-`tfds.data_source`, i.e. prepared in array_record format). Odd files are handled on the way in:
-grey/RGBA/16-bit become 8-bit RGB (`imageio`), images smaller than the crop are skipped with a
-logged count, unreadable files are skipped with a warning naming them.
+  * `start_step=N` starts at step N in O(1) (one block of decodes at most) with exactly the
+    batches a run from 0 sees there;
+  * process p of P decodes only the visits of its rows and builds rows [p B/P, (p + 1) B/P) of
+    each global batch of B, so the processes together produce the single-process batch.
+
+The graph holds no Python for the 'embedded' and 'folders' sources: images are decoded by tf.io
+inside tf.data (no GIL), and a script that leaves its iterator alive at exit still exits. HR
+sources: the photos inside the scikit-image wheel ('embedded', in memory, no download), folders of
+image files ('folders', recursive, several mixed) or a TFDS dataset ('tfds', random access through
+`tfds.data_source`, i.e. prepared in array_record format; read by Python, see `_ExitGuard`). Odd
+files are handled on the way in: grey/RGBA/palette/16-bit become 8-bit RGB as `imageio.read_image`
+makes them; files whose header is unreadable, truncated files and formats tf.io cannot decode
+(TIFF) are skipped at the scan with a warning naming them; images smaller than the crop are
+skipped with a logged count; a file that fails to decode later is replaced by a deterministic draw
+of another image (depending on (seed, v) only) and named on stderr.
 """
 
-import collections
+import atexit
 import importlib.resources
 import logging
+import os
 import pathlib
+import sys
 import threading
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import ml_collections
@@ -75,22 +93,93 @@ def write_embedded_holdout(directory) -> List[pathlib.Path]:
   return paths
 
 
-class _Source:
-  """Random access to HR images: `names`, `sizes` ((h, w) or None when unknown), `load(i)`."""
+# Stateless-RNG streams: seeds are (seed, tag) folded with an index, one tag per use.
+_PERMUTATION, _REPLACEMENT, _CROP, _EXAMPLE = 1, 2, 3, 4
+# How files are decoded (`_folder_source`): tf.io.decode_image, 16-bit PNG, JPEG.
+_GENERIC, _PNG16, _JPEG = 0, 1, 2
+_TF_FORMATS = ('PNG', 'JPEG', 'GIF', 'BMP', 'WEBP')
+_PNG_END = b'IEND\xaeB`\x82'
+_JPEG_END = b'\xff\xd9'
+_TAIL = 4096  # Bytes at the end of a file searched for its end marker.
 
-  def __init__(self, names: List[str], sizes: List[Optional[Tuple[int, int]]],
-               load: Callable[[int], np.ndarray]):
+
+class _Source:
+  """HR images by index.
+
+  Attributes:
+    names: one name per image (file path, ...), used in messages.
+    sizes: (h, w) per image, or None where unknown before decoding.
+    load: TF function, int64 index -> uint8 [h, w, 3]; raises an error for an unreadable image.
+  """
+
+  def __init__(self, names: List[str], sizes: List[Optional[Tuple[int, int]]], load: Callable):
     self.names, self.sizes, self.load = names, sizes, load
 
 
 def _embedded_source(config) -> _Source:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   names = [n for n in EMBEDDED_FILES
            if not (config.get('embedded_holdout', True) and n in EMBEDDED_HOLDOUT)]
-  images = embedded_images(names)
-  return _Source(names, [images[n].shape[:2] for n in names], lambda i: images[names[i]])
+  images = [embedded_images([n])[n] for n in names]
+  # All photos in one flat buffer (~15 MB): a slice per image, no decoding.
+  flat = tf.constant(np.concatenate([img.ravel() for img in images]))
+  starts = tf.constant(np.cumsum([0] + [img.size for img in images])[:-1], tf.int64)
+  shapes = tf.constant([img.shape for img in images], tf.int64)
+
+  def load(i):
+    shape = shapes[i]
+    return tf.reshape(flat[starts[i]:starts[i] + tf.reduce_prod(shape)], shape)
+
+  return _Source(names, [img.shape[:2] for img in images], load)
+
+
+def scan_file(path) -> Tuple[Tuple[int, int], int]:
+  """((h, w), codec) of a training image file, from its header and its last bytes only.
+
+  Raises:
+    ValueError (naming the file): an unreadable header, a format tf.io does not decode, or a
+      PNG/JPEG without its end marker (a truncated file).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      (w, h), fmt = im.size, im.format
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
+  if fmt not in _TF_FORMATS:
+    raise ValueError(f'{str(path)!r}: {fmt} is not decoded by the training pipeline (tf.io reads '
+                     f'{", ".join(_TF_FORMATS)}); convert it, e.g. to PNG')
+  with open(path, 'rb') as f:
+    head = f.read(25)
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - _TAIL))
+    tail = f.read()
+  if (fmt == 'PNG' and _PNG_END not in tail) or (fmt == 'JPEG' and _JPEG_END not in tail):
+    raise ValueError(f'{str(path)!r}: truncated {fmt} file (no end marker)')
+  if fmt == 'PNG':
+    return (h, w), _PNG16 if head[24] == 16 else _GENERIC  # IHDR bit depth
+  return (h, w), _JPEG if fmt == 'JPEG' else _GENERIC
+
+
+def _decode(data, codec):
+  """Encoded bytes -> uint8 [h, w, 3], as `imageio.read_image` converts them."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def png16():
+    x = tf.io.decode_png(data, channels=3, dtype=tf.uint16)
+    return tf.cast(tf.round(tf.cast(x, tf.float32) / 257.0), tf.uint8)
+
+  img = tf.switch_case(codec, [
+      lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+      png16,
+      # Pillow's (libjpeg's default) IDCT: the same pixels as imageio.read_image.
+      lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),
+  ])
+  return tf.ensure_shape(img, [None, None, 3])
 
 
 def _folder_source(config) -> _Source:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   folders = config.get('folders') or ()
   if isinstance(folders, str):
     folders = tuple(f for f in folders.split(',') if f)
@@ -102,17 +191,90 @@ def _folder_source(config) -> _Source:
     if not found:
       raise ValueError(f'data.folders: no image files under {str(folder)!r}')
     files.extend(found)
-  names, sizes, paths = [], [], []
+  names, sizes, codecs = [], [], []
   for f in files:
     try:
-      size = imageio.image_size(f)
+      size, codec = scan_file(f)
     except ValueError as e:
-      logging.warning('skipping unreadable training image: %s', e)
+      logging.warning('skipping training image: %s', e)
       continue
     names.append(str(f))
     sizes.append(size)
-    paths.append(f)
-  return _Source(names, sizes, lambda i: imageio.read_image(paths[i]))
+    codecs.append(codec)
+  if not names:
+    raise ValueError(f'data.folders: none of the {len(files)} image files under {folders} is '
+                     'readable')
+  paths = tf.constant(names)
+  codecs = tf.constant(codecs, tf.int32)
+  return _Source(names, sizes, lambda i: _decode(tf.io.read_file(paths[i]), codecs[i]))
+
+
+class _ExitGuard:
+  """Keeps Python loaders inside tf.data from hanging the interpreter at exit.
+
+  A tf.data iterator still alive when the interpreter exits is destroyed during finalisation and
+  waits for its in-flight calls; a call that needs the GIL then never returns (CPython ends a
+  thread that takes the GIL while finalising), so the process sleeps forever. atexit handlers run
+  before finalisation: this one sets a TF flag that every load reads (after counting itself) before
+  it calls Python, and waits until every counted load has either skipped Python or returned from
+  it. After that no tf.data thread can enter Python; skipped loads fail, as unreadable images do.
+  """
+
+  def __init__(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self.exiting = tf.Variable(False, trainable=False)
+    self.started = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.returned = 0  # Python calls that returned (or raised).
+    self.lock = threading.Lock()
+    atexit.register(self.drain)
+
+  def loader(self, fn: Callable[[int], np.ndarray]) -> Callable:
+    """`fn` (index -> uint8 HxWx3) as a TF function of an int64 index."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    def call(i):
+      try:
+        return fn(i)
+      finally:
+        with self.lock:
+          self.returned += 1
+
+    def skip():
+      with tf.control_dependencies([self.skipped.assign_add(1)]):
+        return tf.zeros([0, 0, 3], tf.uint8)
+
+    def load(i):
+      with tf.control_dependencies([self.started.assign_add(1)]):
+        exiting = self.exiting.read_value()  # Read after counting: see `drain`.
+      img = tf.cond(exiting, skip, lambda: tf.numpy_function(call, [i], tf.uint8, stateful=False))
+      return tf.ensure_shape(img, [None, None, 3])
+
+    return load
+
+  def drain(self, limit: float = 60.0):
+    # A load counted before the flag is set may still call Python; one counted after skips it.
+    self.exiting.assign(True)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+      started, skipped = int(self.started.numpy()), int(self.skipped.numpy())
+      with self.lock:
+        if started == skipped + self.returned:
+          return
+      time.sleep(0.01)  # Lets waiting loads take the GIL and return.
+
+
+_exit_guard = None
+_exit_guard_lock = threading.Lock()
+
+
+def _python_loader(fn: Callable[[int], np.ndarray]) -> Callable:
+  """A Python image loader (index -> uint8 HxWx3) as a TF function, guarded for interpreter exit."""
+  global _exit_guard
+  with _exit_guard_lock:
+    if _exit_guard is None:
+      _exit_guard = _ExitGuard()
+  return _exit_guard.loader(fn)
 
 
 def _tfds_source(config) -> _Source:
@@ -130,12 +292,13 @@ def _tfds_source(config) -> _Source:
 
   def load(i):
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    arr = np.asarray(ds[i][key])
+    arr = np.asarray(ds[int(i)][key])
     if arr.ndim == 3 and arr.shape[2] == 1:
       arr = arr[:, :, 0]
     return imageio.to_rgb_uint8(Image.fromarray(arr))[0]
 
-  return _Source([f'{config.tfds_name}[{i}]' for i in range(n)], [None] * n, load)
+  return _Source([f'{config.tfds_name}[{i}]' for i in range(n)], [None] * n,
+                 _python_loader(load))
 
 
 def make_source(config: ml_collections.ConfigDict) -> _Source:
@@ -149,109 +312,9 @@ def make_source(config: ml_collections.ConfigDict) -> _Source:
   raise ValueError(f'data.source must be one of {SOURCES}, got {source!r}')
 
 
-class HRPatches:
-  """The HR half of the pipeline as a pure function of the example index (numpy)."""
-
-  def __init__(self, source: _Source, hr_patch: int, seed: int, shuffle: bool = True,
-               patches_per_image: int = 1, image_window: int = 32):
-    """See `create_train_dataset`; `patches_per_image` / `image_window` as in configs/default.py."""
-    self.source, self.hr_patch, self.seed, self.shuffle = source, hr_patch, seed, shuffle
-    if patches_per_image < 1 or image_window < 1:
-      raise ValueError(f'data.patches_per_image ({patches_per_image}) and data.image_window '
-                       f'({image_window}) must be >= 1')
-    self.patches_per_image = int(patches_per_image)
-    ok = [i for i, s in enumerate(source.sizes) if s is None or min(s) >= hr_patch]
-    skipped = len(source.sizes) - len(ok)
-    if skipped:
-      logging.warning('skipping %d of %d training images smaller than the %dx%d HR crop',
-                      skipped, len(source.sizes), hr_patch, hr_patch)
-    if not ok:
-      raise ValueError(f'no training image is at least {hr_patch}x{hr_patch} '
-                       f'({len(source.sizes)} images, {skipped} too small)')
-    self.usable = np.array(ok)
-    self.skipped_small = skipped
-    self.window = min(int(image_window), len(ok))
-    self._warned = set()  # Only to warn once per bad file; never changes which data is drawn.
-    # Memoised decodes (pure: a file decodes to the same pixels every time), used when each image
-    # gives several patches. Twice the window, so that the tf.data threads working at the edge of
-    # a window do not evict images still in use.
-    self._cache = collections.OrderedDict()
-    self._cache_size = 2 * self.window if self.patches_per_image > 1 else 0
-    self._lock = threading.Lock()
-
-  def _permutation(self, epoch: int) -> np.ndarray:
-    # Recomputed per example: ~40 us for 3450 images, and no cache to keep consistent.
-    return np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.usable))
-
-  def image_index(self, g: int) -> int:
-    """The source index of example g's image.
-
-    Image visits are numbered v = 0, 1, ...; visit v shows image perm_e[v mod N] of epoch
-    e = v div N. With k = patches_per_image > 1, each block of `window` x k examples makes k
-    rounds over `window` consecutive visits, so neighbouring rows still come from different images
-    while every decoded image serves k patches from the cache.
-    """
-    n, k, w = len(self.usable), self.patches_per_image, self.window
-    if k == 1:
-      visit = g
-    else:
-      block, r = divmod(g, w * k)
-      visit = block * w + r % w
-    epoch, pos = divmod(visit, n)
-    if not self.shuffle:
-      return int(self.usable[pos])
-    return int(self.usable[self._permutation(epoch)[pos]])
-
-  def _load(self, idx: int) -> np.ndarray:
-    if not self._cache_size:
-      return self.source.load(idx)
-    with self._lock:
-      if idx in self._cache:
-        self._cache.move_to_end(idx)
-        return self._cache[idx]
-    img = self.source.load(idx)  # Decoding outside the lock: threads decode in parallel.
-    with self._lock:
-      self._cache[idx] = img
-      while len(self._cache) > self._cache_size:
-        self._cache.popitem(last=False)
-    return img
-
-  def __call__(self, g) -> np.ndarray:
-    """uint8 [p, p, 3]: crop, flips and transpose of the image that example g draws."""
-    g = int(g)
-    rng = np.random.default_rng([self.seed, g, 0])
-    idx = self.image_index(g)
-    p = self.hr_patch
-    for _ in range(_MAX_ATTEMPTS):
-      try:
-        img = self._load(idx)
-      except (ValueError, OSError) as e:
-        img = None
-        if idx not in self._warned:
-          self._warned.add(idx)
-          logging.warning('skipping unreadable training image %s: %s', self.source.names[idx], e)
-      if img is not None and min(img.shape[:2]) < p:
-        if idx not in self._warned:
-          self._warned.add(idx)
-          logging.warning('skipping training image %s: %s smaller than the %dx%d HR crop',
-                          self.source.names[idx], img.shape[:2], p, p)
-        img = None
-      if img is None:  # Deterministic replacement: depends on (seed, g) only.
-        idx = int(self.usable[rng.integers(len(self.usable))])
-        continue
-      y = rng.integers(0, img.shape[0] - p + 1)
-      x = rng.integers(0, img.shape[1] - p + 1)
-      patch = img[y:y + p, x:x + p]
-      hflip, vflip, transpose = rng.random(3) < 0.5
-      if hflip:
-        patch = patch[:, ::-1]
-      if vflip:
-        patch = patch[::-1]
-      if transpose:
-        patch = patch.transpose(1, 0, 2)
-      return np.ascontiguousarray(patch)
-    raise ValueError(f'example {g}: {_MAX_ATTEMPTS} draws found no readable image of at least '
-                     f'{p}x{p}')
+def block_slots(batch_size: int, image_window: int) -> int:
+  """W: visits per block, `image_window` rounded up to a multiple of the global batch."""
+  return -(-int(image_window) // batch_size) * batch_size
 
 
 def check_data_config(config: ml_collections.ConfigDict, scale: int) -> None:
@@ -272,6 +335,10 @@ def check_data_config(config: ml_collections.ConfigDict, scale: int) -> None:
     raise ValueError(f'data.patch_size {p} is too small for the blur kernel at x{scale}')
   if not config.get('noise_std', 0.0) >= 0:
     raise ValueError(f'data.noise_std must be >= 0, got {config.get("noise_std")!r}')
+  for field in ('patches_per_image', 'image_window'):
+    v = config.get(field, 1)
+    if not isinstance(v, (int, np.integer)) or v < 1:
+      raise ValueError(f'data.{field} must be an integer >= 1, got {v!r}')
 
 
 def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, batch_size: int,
@@ -315,19 +382,95 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
   noise_std = float(data_config.get('noise_std', 0.0))
   p = data_config.get('patch_size', 64)
   hr_patch = p * scale
-  patches = HRPatches(make_source(data_config), hr_patch, seed,
-                      shuffle=data_config.get('shuffle', True),
-                      patches_per_image=data_config.get('patches_per_image', 1),
-                      image_window=data_config.get('image_window', 32))
-  local = batch_size // process_count
-  offset = process_index * local
+  source = make_source(data_config)
+  usable = [i for i, s in enumerate(source.sizes) if s is None or min(s) >= hr_patch]
+  skipped = len(source.sizes) - len(usable)
+  if skipped:
+    logging.warning('skipping %d of %d training images smaller than the %dx%d HR crop',
+                    skipped, len(source.sizes), hr_patch, hr_patch)
+  if not usable:
+    raise ValueError(f'no training image is at least {hr_patch}x{hr_patch} '
+                     f'({len(source.sizes)} images, {skipped} too small)')
 
-  def example(j):
-    g = (j // local) * batch_size + offset + j % local
-    hr = tf.numpy_function(patches, [g], tf.uint8, stateful=False)
-    hr = tf.cast(tf.ensure_shape(hr, [hr_patch, hr_patch, 3]), tf.float32) / 255.0
-    s_kernel, s_noise = tf.unstack(tf.random.experimental.stateless_split(
-        tf.stack([tf.constant(seed, tf.int64), g]), 2))
+  k = int(data_config.get('patches_per_image', 1))
+  slots = block_slots(batch_size, data_config.get('image_window', 32))  # W
+  local = batch_size // process_count  # L
+  offset = process_index * local
+  per_block = slots // process_count  # visits of this process per block
+  n = len(usable)
+  usable = tf.constant(usable, tf.int64)
+  names = tf.constant(source.names)
+  shuffle = data_config.get('shuffle', True)
+  parallel = data_config.get('num_parallel_calls', -1)
+  parallel = tf.data.AUTOTUNE if parallel == -1 else parallel
+  prefetch = data_config.get('prefetch', 2)
+
+  def key(tag, index):
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, tag], tf.int64), index)
+
+  def checked_load(i):
+    img = source.load(i)
+    with tf.control_dependencies([tf.debugging.assert_greater_equal(
+        tf.reduce_min(tf.shape(img)[:2]), hr_patch, message='image smaller than the HR crop')]):
+      return i, tf.identity(img)
+
+  def crops(img, v):
+    """uint8 [k, hr_patch, hr_patch, 3]: round r's crop, flips and transpose of visit v's image."""
+    u = tf.random.stateless_uniform([k, 5], key(_CROP, v))
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    ys = tf.minimum(tf.cast(u[:, 0] * tf.cast(h - hr_patch + 1, tf.float32), tf.int32),
+                    h - hr_patch)
+    xs = tf.minimum(tf.cast(u[:, 1] * tf.cast(w - hr_patch + 1, tf.float32), tf.int32),
+                    w - hr_patch)
+    out = []
+    for r in range(k):  # Per crop: only the chosen flips are computed.
+      x = img[ys[r]:ys[r] + hr_patch, xs[r]:xs[r] + hr_patch]
+      x = tf.cond(u[r, 2] < 0.5, lambda x=x: tf.reverse(x, [1]), lambda x=x: x)
+      x = tf.cond(u[r, 3] < 0.5, lambda x=x: tf.reverse(x, [0]), lambda x=x: x)
+      out.append(tf.cond(u[r, 4] < 0.5, lambda x=x: tf.transpose(x, [1, 0, 2]), lambda x=x: x))
+    return tf.ensure_shape(tf.stack(out), [k, hr_patch, hr_patch, 3])
+
+  def visit(t):
+    """This process's t-th visit as a dataset of its k crops and their example indices g."""
+    block, i = t // per_block, t % per_block
+    j = (i // local) * batch_size + offset + i % local  # slot in the block
+    v = block * slots + j
+    epoch, pos = v // n, v % n
+    if shuffle:
+      order = tf.argsort(tf.random.stateless_uniform([n], key(_PERMUTATION, epoch)), stable=True)
+      pos = tf.cast(order[pos], tf.int64)
+    # The image, else deterministic replacements: the first of the candidates that decodes.
+    others = tf.random.stateless_uniform([_MAX_ATTEMPTS - 1], key(_REPLACEMENT, v), 0, n,
+                                         dtype=tf.int64)
+    candidates = tf.gather(usable, tf.concat([[pos], others], 0))
+    found = tf.data.Dataset.from_tensor_slices(candidates).map(checked_load).ignore_errors()
+    none = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.zeros([0, 0, 3], tf.uint8)))
+    g = block * slots * k + tf.range(k, dtype=tf.int64) * slots + j
+
+    def cut(idx, img):
+      ok = tf.debugging.assert_non_negative(
+          idx, message=f'{_MAX_ATTEMPTS} draws found no readable image of at least '
+          f'{hr_patch}x{hr_patch}')
+
+      def warn():
+        with tf.control_dependencies([tf.print(
+            'skipping unreadable training image', names[candidates[0]],
+            '(or smaller than the HR crop); replaced by', names[idx],
+            output_stream=sys.stderr)]):
+          return tf.constant(True)
+
+      replaced = tf.cond(tf.logical_and(idx >= 0, tf.not_equal(idx, candidates[0])), warn,
+                         lambda: tf.constant(False))
+      with tf.control_dependencies([ok, replaced]):
+        img = tf.identity(img)
+      return crops(img, v), g
+
+    # map + unbatch: the decoded image is freed once cut, only the crops wait their turn.
+    return found.concatenate(none).take(1).map(cut).unbatch()
+
+  def example(hr, g):
+    hr = tf.cast(hr, tf.float32) / 255.0
+    s_kernel, s_noise = tf.unstack(tf.random.experimental.stateless_split(key(_EXAMPLE, g), 2))
     if degradation == 'iso':
       lr = degrade.iso_degrade_tf(hr, degrade.sample_sigma_tf(s_kernel, scale, sigma_range), scale)
     else:
@@ -337,12 +480,17 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
     lr = tf.ensure_shape(degrade.quantize_tf(lr), [p, p, 3])
     return {'lr': lr, 'hr': hr}
 
-  parallel = data_config.get('num_parallel_calls', -1)
-  ds = tf.data.Dataset.range(start_step * local, np.iinfo(np.int64).max)
-  ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE if parallel == -1 else parallel,
-              deterministic=True)
+  # Start at the block holding this process's first example of `start_step`, skip the rest.
+  first = start_step * batch_size + offset
+  block, r = divmod(first, slots * k)
+  skip = (r // slots) * per_block + (r % slots) // batch_size * local
+  ds = tf.data.Dataset.range(block * per_block, np.iinfo(np.int64).max)
+  # A cycle of `per_block` visits, one crop from each in turn: k rounds per block, increasing g.
+  ds = ds.interleave(visit, cycle_length=per_block, block_length=1, num_parallel_calls=parallel,
+                     deterministic=True)
+  ds = ds.skip(skip)
+  ds = ds.map(example, num_parallel_calls=parallel, deterministic=True)
   ds = ds.batch(local, drop_remainder=True)
-  prefetch = data_config.get('prefetch', 2)
   if prefetch:
     ds = ds.prefetch(tf.data.AUTOTUNE if prefetch == -1 else prefetch)
   options = tf.data.Options()

@@ -178,6 +178,28 @@ def _flatten(d: dict, prefix: str = '') -> dict:
   return out
 
 
+class InputTimer:
+  """Wraps an iterator; `fraction()` is the share of wall time spent blocked in `next` since the
+  previous call (`train/input_wait`: near 1 when the input pipeline is the bottleneck)."""
+
+  def __init__(self, iterator, clock=time.perf_counter):
+    self.iterator, self.clock = iterator, clock
+    self.waited, self.since = 0.0, clock()
+
+  def __next__(self):
+    start = self.clock()
+    try:
+      return next(self.iterator)
+    finally:
+      self.waited += self.clock() - start
+
+  def fraction(self) -> float:
+    now = self.clock()
+    out = self.waited / (now - self.since) if now > self.since else 0.0
+    self.waited, self.since = 0.0, now
+    return out
+
+
 def _summarise(history: list[dict]) -> dict[str, float]:
   """Means of the logged training metrics; the per-step terms become pix_t0.. / detail_t0..."""
   h = jax.device_get(history)
@@ -230,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   ds = input_pipeline.create_train_dataset(
       config.data, scale=config.model.scale, batch_size=tc.batch_size, seed=tc.seed,
       start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
-  batches = iter(ds.as_numpy_iterator())
+  batches = InputTimer(iter(ds.as_numpy_iterator()))
 
   hooks = [periodic_actions.ReportProgress(num_train_steps=tc.num_steps, writer=writer,
                                            every_steps=tc.log_every)]
@@ -261,7 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       for hook in hooks:
         hook(step)
       if step % tc.log_every == 0 or step == tc.num_steps:
-        writer.write_scalars(step, _summarise(history))
+        writer.write_scalars(step, dict(_summarise(history),
+                                        **{'train/input_wait': batches.fraction()}))
         history = []
       if step % tc.checkpoint_every == 0 and step < tc.num_steps:
         checkpoint(state)

@@ -2,6 +2,7 @@
 
 import io
 import logging
+import pathlib
 import struct
 import zlib
 
@@ -13,7 +14,7 @@ from dssr_jax import degrade
 from dssr_jax import imageio
 from dssr_jax import input_pipeline
 
-pytest.importorskip('tensorflow')
+tf = pytest.importorskip('tensorflow')
 
 
 def _png(arr: np.ndarray, bitdepth: int) -> bytes:
@@ -48,7 +49,10 @@ def _config(folder, **kw):
   return c
 
 
-def _batches(config, n, **kw):
+def _batches(config, n, patches_per_image=None, image_window=None, **kw):
+  if patches_per_image:
+    config = config.copy_and_resolve_references()
+    config.patches_per_image, config.image_window = patches_per_image, image_window
   kw = dict(dict(scale=2, batch_size=4, seed=0), **kw)
   it = input_pipeline.create_train_dataset(config, **kw).as_numpy_iterator()
   return [next(it) for _ in range(n)]
@@ -94,23 +98,25 @@ def test_aniso_and_noise(folder):
 
 
 def test_determinism_and_resume(folder):
-  c = _config(folder, num_parallel_calls=3)
-  run = _batches(c, 6)
-  again = _batches(_config(folder, num_parallel_calls=1), 6)
+  # 3 crops per visit, blocks of 8 visits (24 examples): step 5 starts in round 2 of the first
+  # block, at its second batch.
+  c = _config(folder, num_parallel_calls=3, patches_per_image=3, image_window=8)
+  run = _batches(c, 7)
+  again = _batches(_config(folder, num_parallel_calls=1, patches_per_image=3, image_window=8), 7)
   other = _batches(c, 2, seed=1)
-  resumed = _batches(c, 2, start_step=4)
+  resumed = _batches(c, 2, start_step=5)
   for a, b in zip(run, again):
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
   assert not np.array_equal(run[0]['hr'], other[0]['hr'])
   assert not np.array_equal(run[0]['hr'], run[1]['hr'])
-  for a, b in zip(run[4:], resumed):
+  for a, b in zip(run[5:], resumed):
     for k in a:
       np.testing.assert_array_equal(a[k], b[k])
 
 
 def test_processes_slice_the_global_batch(folder):
-  c = _config(folder)
+  c = _config(folder, patches_per_image=3, image_window=12)  # blocks of 12 visits, 36 examples
   whole = _batches(c, 3, batch_size=6)
   parts = [_batches(c, 3, batch_size=6, process_index=p, process_count=3) for p in range(3)]
   late = _batches(c, 1, batch_size=6, process_index=1, process_count=3, start_step=2)[0]
@@ -121,7 +127,7 @@ def test_processes_slice_the_global_batch(folder):
   np.testing.assert_array_equal(late['lr'], whole[2]['lr'][2:4])
 
 
-def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog):
+def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog, capfd):
   rng = np.random.default_rng(3)
   good = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
   imageio.write_png(tmp_path / 'good.png', good)
@@ -134,11 +140,20 @@ def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog):
   grey = rng.integers(0, 256, (30, 30), dtype=np.uint8)
   imageio.write_png(tmp_path / 'grey.png', grey)
   imageio.write_png(tmp_path / 'tiny.png', np.zeros((1, 1, 3), np.uint8))
-  data = io.BytesIO()
   from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(good).quantize(16).save(tmp_path / 'palette.png', transparency=3)
+  Image.fromarray(good).save(tmp_path / 'photo.jpg', quality=90)
+  Image.fromarray(good).save(tmp_path / 'scan.tif')
+  data = io.BytesIO()
   Image.fromarray(good).save(data, format='PNG')
   (tmp_path / 'corrupt.png').write_bytes(data.getvalue()[:len(data.getvalue()) // 2])
   (tmp_path / 'garbage.png').write_bytes(b'not an image at all')
+  # Damaged inside its pixel data, intact header and end: only decoding finds it.
+  noisy = io.BytesIO()
+  Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(noisy, format='PNG')
+  damaged = bytearray(noisy.getvalue())
+  damaged[len(damaged) // 2:len(damaged) // 2 + 64] = bytes(64)
+  (tmp_path / 'damaged.png').write_bytes(bytes(damaged))
 
   # imageio: each odd kind becomes uint8 RGB and says what it was.
   arr, info = imageio.read_image(tmp_path / 'grey16.png', with_info=True)
@@ -157,16 +172,39 @@ def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog):
   with pytest.raises(FileNotFoundError, match='missing.png'):
     imageio.read_image(tmp_path / 'missing.png')
 
-  # The pipeline: tiny skipped (counted), garbage skipped at the scan, corrupt at decode time.
+  # The pipeline's tf.io decoding gives imageio's pixels (16-bit: the nearest 8-bit level).
   caplog.set_level(logging.WARNING)
   config = _config(tmp_path, patch_size=10)
-  batches = _batches(config, 10, batch_size=4)
+  source = input_pipeline.make_source(config)
+  for i, name in enumerate(source.names):
+    name = pathlib.Path(name).name
+    if name == 'damaged.png':
+      with pytest.raises(tf.errors.InvalidArgumentError):
+        source.load(i)
+      continue
+    got = np.asarray(source.load(i))
+    if name == 'grey16.png':
+      np.testing.assert_array_equal(got, np.repeat(np.round(grey16[:, :, None] / 257.0), 3, 2))
+    elif name == 'rgb16.png':
+      np.testing.assert_array_equal(got, np.round(rgb16 / 257.0))
+    else:
+      np.testing.assert_array_equal(got, imageio.read_image(tmp_path / name), err_msg=name)
+  # Skipped at the scan, each named: unreadable header, truncated file, a format tf.io lacks.
+  assert sorted(pathlib.Path(n).name for n in source.names) == [
+      'damaged.png', 'good.png', 'grey.png', 'grey16.png', 'palette.png', 'photo.jpg',
+      'rgb16.png', 'rgba.png', 'tiny.png']
+  for name, why in (('garbage.png', 'cannot read'), ('corrupt.png', 'truncated'),
+                    ('scan.tif', 'TIFF')):
+    assert any(name in r.getMessage() and why in r.getMessage() for r in caplog.records), name
+
+  # Too small: counted; damaged: replaced when decoding fails, named on stderr.
+  batches = _batches(config, 10, batch_size=4, patches_per_image=1, image_window=4)
   assert all(np.isfinite(b['lr']).all() for b in batches)
-  text = caplog.text
-  assert 'garbage.png' in text and 'corrupt.png' in text
-  assert 'skipping 1 of 7 training images smaller than the 20x20 HR crop' in text
-  # Skipping is deterministic: a second run gives the same batches.
-  again = _batches(config, 10, batch_size=4)
+  assert 'skipping 1 of 9 training images smaller than the 20x20 HR crop' in caplog.text
+  err = capfd.readouterr().err
+  assert 'skipping unreadable training image' in err and 'damaged.png' in err
+  # Replacement is deterministic: a second run gives the same batches.
+  again = _batches(config, 10, batch_size=4, patches_per_image=1, image_window=4)
   for a, b in zip(batches, again):
     np.testing.assert_array_equal(a['lr'], b['lr'])
 
@@ -205,28 +243,31 @@ def test_embedded_images_and_holdout(tmp_path):
   assert b['lr'].shape == (2, 64, 64, 3) and b['hr'].shape == (2, 256, 256, 3)
 
 
-def test_several_patches_per_decoded_image(folder):
-  source = input_pipeline.make_source(_config(folder))
-  calls = []
-  load = source.load
-  source.load = lambda i: calls.append(i) or load(i)
-  k, w = 4, 2
-  patches = input_pipeline.HRPatches(source, 16, seed=5, patches_per_image=k, image_window=w)
-  order = [patches.image_index(g) for g in range(3 * w * k)]
-  # Each block of w * k examples: k rounds over w different images.
-  for b in range(3):
-    block = order[b * w * k:(b + 1) * w * k]
-    assert block[:w] * k == block and len(set(block[:w])) == w
-  outs = [patches(g) for g in range(w * k)]
-  assert sorted(calls) == sorted(set(order[:w * k]))  # one decode per image
-  # The cache is invisible: a fresh instance, queried out of order, gives the same patches.
-  fresh = input_pipeline.HRPatches(source, 16, seed=5, patches_per_image=k, image_window=w)
-  for g in reversed(range(w * k)):
-    np.testing.assert_array_equal(fresh(g), outs[g])
-  c = _config(folder, patches_per_image=k, image_window=w, num_parallel_calls=4)
-  run, resumed = _batches(c, 4), _batches(c, 2, start_step=2)
-  for a, b in zip(run[2:], resumed):
-    np.testing.assert_array_equal(a['lr'], b['lr'])
+def test_k_crops_per_visit_in_rounds(tmp_path):
+  # Eight images, each marked by a constant blue channel (flips and transposes keep it).
+  rng = np.random.default_rng(4)
+  for i in range(8):
+    img = rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)
+    img[:, :, 2] = 10 + 20 * i
+    imageio.write_png(tmp_path / f'{i}.png', img)
+  k, w, batch = 3, 8, 4
+  c = _config(tmp_path, patches_per_image=k, image_window=w, num_parallel_calls=3)
+  hr = np.concatenate([b['hr'] for b in _batches(c, 12, batch_size=batch)])  # two blocks
+  ids = np.round((hr[:, 0, 0, 2] * 255 - 10) / 20).astype(int)
+  assert np.abs(hr[:, :, :, 2] * 255 - (10 + 20 * ids)[:, None, None]).max() < 1e-3
+  # Example g = b w k + r w + j is round r's crop of visit b w + j.
+  visits = np.full(2 * w, -1)
+  for g, image in enumerate(ids):
+    b, r, j = g // (w * k), g % (w * k) // w, g % w
+    if r == 0:
+      visits[b * w + j] = image
+    assert visits[b * w + j] == image, g
+  # Visits run through a fresh permutation of the images per epoch.
+  assert sorted(visits[:8]) == list(range(8)) and sorted(visits[8:]) == list(range(8))
+  assert list(visits[:8]) != list(visits[8:])
+  # The k crops of a visit are different crops of its image.
+  first = hr[:w * k].reshape(k, w, -1)
+  assert all(len({first[r, j].tobytes() for r in range(k)}) == k for j in range(w))
 
 
 def test_tfds_source_random_access(folder):
@@ -248,3 +289,86 @@ def test_tfds_source_random_access(folder):
              for e in examples for y in range(e['hr'].shape[0] - 15)
              for x in range(e['hr'].shape[1] - 15))
   assert any(np.array_equal(patch, np.sort(w.ravel())) for w in windows)
+
+
+def test_tfds_source_decodes_each_visit_once():
+  tfds = pytest.importorskip('tensorflow_datasets')
+  rng = np.random.default_rng(5)
+
+  class Counting(list):
+    loads = 0
+
+    def __getitem__(self, i):
+      Counting.loads += 1
+      return list.__getitem__(self, i)
+
+  examples = Counting({'hr': rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)} for _ in range(5))
+  with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: examples):
+    c = _config('.', source='tfds', tfds_name='div2k/bicubic_x2')
+    _batches(c, 8, patches_per_image=16, image_window=4)
+  # 32 examples are half a block of 4 visits (64 examples); read-ahead opens a few more visits
+  # (one read per example would be 32 or more).
+  assert 4 <= Counting.loads <= 16
+
+
+# A script that leaves its iterators alive at exit: a folders pipeline, and a Python (tfds)
+# source whose reads are slow, so that reads are in flight when the interpreter exits.
+EXIT_SCRIPT = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import tensorflow_datasets as tfds
+from configs import default
+from dssr_jax import input_pipeline
+c = default.get_data_config()
+c.source, c.folders, c.patch_size = 'folders', (sys.argv[2],), 8
+folders = iter(input_pipeline.create_train_dataset(c, scale=2, batch_size=4, seed=0))
+class Slow(list):
+  def __getitem__(self, i):
+    time.sleep(0.2)
+    return list.__getitem__(self, i)
+examples = Slow({'hr': np.zeros((32, 32, 3), np.uint8)} for _ in range(4))
+with tfds.testing.mock_data(as_data_source_fn=lambda *a, **k: examples):
+  c.source, c.tfds_name = 'tfds', 'div2k/bicubic_x2'
+  python = iter(input_pipeline.create_train_dataset(c, scale=2, batch_size=4, seed=0))
+for _ in range(3):
+  next(folders), next(python)
+print('drew batches', flush=True)
+"""
+
+
+def test_script_exits_with_live_iterators(tmp_path):
+  pytest.importorskip('tensorflow_datasets')
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(6)
+  for i in range(4):  # Large enough that decodes are in flight when the script ends.
+    imageio.write_png(tmp_path / f'{i}.png', rng.integers(0, 256, (800, 800, 3), dtype=np.uint8))
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  try:
+    done = subprocess.run([sys.executable, '-c', EXIT_SCRIPT, str(repo), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+  except subprocess.TimeoutExpired as e:
+    pytest.fail(f'the script hung at exit: {e.stdout}')
+  assert done.returncode == 0 and 'drew batches' in done.stdout, done.stderr[-2000:]
+
+
+def test_benchmark_runs_from_the_repo_root(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+  run = lambda *args: subprocess.run([sys.executable, 'benchmarks/pipeline.py', *args], cwd=repo,
+                                     env=env, capture_output=True, text=True, timeout=300)
+  done = run('--help')  # absl prints the usage and exits with 1
+  assert '--patches_per_image' in done.stdout and 'Traceback' not in done.stderr, done.stderr
+  done = run(f'--make_folder={tmp_path}', '--num_images=1')
+  assert done.returncode == 0, done.stderr[-2000:]
+  img = imageio.read_image(tmp_path / 'div2k_like_0000.png')
+  assert img.shape == (1356, 2040, 3) and (tmp_path / 'div2k_like_0000.png').stat().st_size > 2e6
+  done = run(f'--folders={tmp_path}', '--settings=iso:2', '--steps=2', '--warmup=1')
+  assert done.returncode == 0, done.stderr[-2000:]
+  row = [line.split() for line in done.stdout.splitlines() if line.startswith('iso')][0]
+  assert row[:3] == ['iso', '2', '16'] and row[5] == '250', done.stdout  # k, need
+  assert float(row[4]) > 0 and float(row[6]) == pytest.approx(float(row[4]) / 250, abs=0.01)

@@ -7,6 +7,7 @@ one persistent compilation cache, so the tiny network compiles once per device l
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -137,8 +138,28 @@ def test_smoke_two_steps(runs):
   assert np.isfinite(run.record['last']['loss']) and run.record['last']['finite']
   assert len(run.record['last']['pix']) == len(run.record['last']['detail']) == 2  # T = 2
   assert list((runs['dir'] / 'smoke').glob('events.out.tfevents.*')), 'no TensorBoard event file'
+  waits = [float(w) for w in re.findall(r'train/input_wait=([0-9.e+-]+)', run.log)]
+  assert len(waits) == 2 and all(0 <= w <= 1 for w in waits), waits  # log_every = 1
   _, model_config, step = checkpoint.load_params((runs['dir'] / 'smoke') / 'checkpoints' / '2')
   assert step == 2 and model_config == smoke.get_config().model.to_dict()
+
+
+def test_input_wait_is_the_share_of_time_blocked_in_next():
+  now = [0.0]
+
+  def batches():
+    while True:
+      now[0] += 3.0  # the input pipeline keeps the loop waiting 3 s per batch
+      yield {}
+
+  timer = train_loop.InputTimer(batches(), clock=lambda: now[0])
+  for _ in range(4):
+    next(timer)
+    now[0] += 1.0  # the step's own second
+  assert timer.fraction() == pytest.approx(12 / 16)
+  next(timer)
+  now[0] += 5.0
+  assert timer.fraction() == pytest.approx(3 / 8)  # each logging window on its own
 
 
 def test_resume_equals_straight_run(runs):

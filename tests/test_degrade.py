@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dssr_jax import degrade
 from dssr_jax import imresize
-
-tf = pytest.importorskip('tensorflow')
 
 
 def _cov(k):
@@ -151,3 +150,89 @@ def test_bad_inputs():
     degrade.sample_kernel(np.random.default_rng(0), 3, 'aniso')
   with pytest.raises(ValueError, match='sigma_range'):
     degrade.train_sigma_range(2, (2.0, 1.0))
+
+
+def _fit_log_gaussian(k, radius=4):
+  """Fits log k = -v^T A v / 2 + b^T v + c on the kernel's central (2 radius + 1)^2 pixels.
+
+  For a Gaussian times (1 + noise) the fit recovers the Gaussian (a quadratic in log space, exact
+  on the grid whatever the truncation) and leaves log(1 + noise) minus its mean as the residual.
+  Returns (the two standard deviations, largest first; the orientation of the major axis in
+  [0, pi), from the column axis towards the row axis; the residual's standard deviation).
+  """
+  n = k.shape[0]
+  r = np.arange(n) - n // 2
+  y, x = np.meshgrid(r, r, indexing='ij')
+  sel = (np.abs(y) <= radius) & (np.abs(x) <= radius)
+  x, y = x[sel].astype(np.float64), y[sel].astype(np.float64)
+  design = np.stack([x * x, y * y, x * y, x, y, np.ones_like(x)], 1)
+  logk = np.log(np.asarray(k, np.float64)[sel])
+  coef, *_ = np.linalg.lstsq(design, logk, rcond=None)
+  a = np.array([[-2 * coef[0], -coef[2]], [-coef[2], -2 * coef[1]]])
+  evals, evecs = np.linalg.eigh(np.linalg.inv(a))  # ascending
+  major = evecs[:, 1]
+  angle = np.arctan2(major[1], major[0]) % np.pi
+  return np.sqrt(evals[::-1]), angle, np.std(logk - design @ coef)
+
+
+def _sample_x2_kernels(n, sampler):
+  if sampler == 'numpy':
+    rng = np.random.default_rng(11)
+    return [degrade.sample_kernel(rng, 2, 'aniso') for _ in range(n)]
+  return [degrade.sample_kernel_tf(tf.constant([11, i], tf.int64), 2, 'aniso').numpy()
+          for i in range(n)]
+
+
+@pytest.mark.parametrize('sampler', ['numpy', 'tf'])
+def test_anisotropic_training_kernels_follow_the_design_law(sampler):
+  """Random x2 training kernels (numpy and the tf.data path): sigma_x, sigma_y iid U(0.6, 5),
+  any orientation, multiplicative noise 1 + U(0, 0.25) (design section 3, setting 2), recovered
+  from each kernel by a log-quadratic fit over 300 draws."""
+  fits = [_fit_log_gaussian(k) for k in _sample_x2_kernels(300, sampler)]
+  sigmas = np.sort(np.concatenate([f[0] for f in fits]))
+  # Pooled, the two sigmas of every kernel are 600 draws of U(0.6, 5): Kolmogorov-Smirnov distance
+  # to that law below 0.08 (the 0.1% critical value), and nothing outside it but fit noise.
+  cdf = np.clip((sigmas - 0.6) / 4.4, 0, 1)
+  ks = max(np.max(np.arange(1, 601) / 600 - cdf), np.max(cdf - np.arange(600) / 600))
+  assert ks < 0.08, ks
+  assert 0.55 < sigmas[0] < 0.7 and 4.8 < sigmas[-1] < 5.35, (sigmas[0], sigmas[-1])
+  # Orientations of the elongated kernels spread evenly over [0, pi) (8 bins of 22.5 degrees).
+  angles = [f[1] for f in fits if f[0][0] > 1.3 * f[0][1]]
+  counts = np.histogram(angles, bins=8, range=(0, np.pi))[0]
+  assert counts.min() > 0.5 * len(angles) / 8, counts
+  # The noise: log(1 + U(0, 0.25)) has standard deviation 0.0631; a 6-parameter fit to 81 pixels
+  # leaves sqrt(75 / 81) of it.
+  u = np.linspace(0, 0.25, 100001)
+  want = np.std(np.log1p(u)) * np.sqrt(75 / 81)
+  resid = np.array([f[2] for f in fits])
+  assert abs(resid.mean() / want - 1) < 0.05, (resid.mean(), want)
+  assert resid.max() < 0.223 / 2  # log(1.25): the noise never exceeds 25%
+
+
+def test_x4_training_kernels_are_x2_kernels_applied_twice():
+  """tf.data's x4 kernels: 31x31, sum 1, and on average 5 times the covariance of its x2 kernels
+  (k (*) dilate2(k) with k from the x2 law)."""
+  def trace(k):
+    return np.trace(_cov(k)[0])
+
+  k4 = [degrade.sample_kernel_tf(tf.constant([13, i], tf.int64), 4, 'aniso').numpy()
+        for i in range(300)]
+  assert all(k.shape == (31, 31) and abs(k.sum() - 1) < 1e-5 for k in k4)
+  ratio = np.mean([trace(k) for k in k4]) / np.mean([trace(k) for k in _sample_x2_kernels(300, 'tf')])
+  assert abs(ratio / 5 - 1) < 0.15, ratio
+
+
+@pytest.mark.parametrize('scale,lo,hi', [(2, 0.2, 2.0), (3, 0.2, 3.0), (4, 0.2, 4.0)])
+def test_isotropic_training_sigmas_are_uniform_in_the_scale_range(scale, lo, hi):
+  """One sigma per patch, U(lo, hi) per scale (design section 3): tf.data's draws and the numpy
+  sampler's kernels (sigma read back from the ratio of two neighbouring taps)."""
+  tf_sigmas = np.array([degrade.sample_sigma_tf(tf.constant([5, i], tf.int64), scale).numpy()
+                        for i in range(400)])
+  rng = np.random.default_rng(scale)
+  np_sigmas = []
+  for _ in range(400):
+    k = degrade.sample_kernel(rng, scale, 'iso')
+    np_sigmas.append(np.sqrt(1 / (2 * np.log(k[10, 10] / k[10, 11]))))
+  for s in (tf_sigmas, np.array(np_sigmas)):
+    assert lo - 1e-4 <= s.min() < lo + 0.03 * (hi - lo) and hi - 0.03 * (hi - lo) < s.max() <= hi + 1e-4
+    assert abs(s.mean() - (lo + hi) / 2) < 0.05 * (hi - lo)

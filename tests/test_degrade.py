@@ -161,6 +161,12 @@ def test_bad_inputs():
     degrade.anisotropic_kernel(1.0, 2.0, 0.3, noise=np.zeros((5, 5)))
   with pytest.raises(ValueError, match='degradation must be one of'):
     degrade.sample_kernel(np.random.default_rng(0), 2, 'box')
+  with pytest.raises(ValueError, match='degradation must be one of'):
+    degrade.sample_kernel_tf(tf.constant([0, 0], tf.int64), 2, 'box')
+  with pytest.raises(ValueError, match="'aniso' is defined for scale 2 or 4, got 3"):
+    degrade.sample_kernel_tf(tf.constant([0, 0], tf.int64), 3, 'aniso')
+  with pytest.raises(ValueError, match='subsample: scale must be a positive integer'):
+    degrade.subsample(np.zeros((4, 4, 3)), 0)
 
 
 def _fit_log_gaussian(k, radius=4):
@@ -285,7 +291,22 @@ def test_isotropic_training_sigmas_are_uniform_in_the_scale_range(scale, lo, hi)
   for s in (tf_sigmas, np.array(np_sigmas)):
     assert lo - 1e-4 <= s.min() < lo + 0.03 * (hi - lo) and hi - 0.03 * (hi - lo) < s.max() <= hi + 1e-4
     assert abs(s.mean() - (lo + hi) / 2) < 0.05 * (hi - lo)
-  # data.sigma_range overrides the scale's range.
+  # data.sigma_range overrides the scale's range, in the sigma and in the kernel samplers.
   own = [degrade.sample_sigma_tf(tf.constant([6, i], tf.int64), scale, (1.0, 1.2)).numpy()
          for i in range(50)]
   assert 1.0 <= min(own) and max(own) <= 1.2 and max(own) - min(own) > 0.15
+  k = degrade.sample_kernel_tf(tf.constant([6, 0], tf.int64), scale, 'iso', (1.0, 1.2)).numpy()
+  assert 1.0 - 1e-4 <= np.sqrt(1 / (2 * np.log(k[10, 10] / k[10, 11]))) <= 1.2 + 1e-4
+
+
+def test_quantize_clips_and_rounds_and_numpy_noise_is_additive_gaussian():
+  np.testing.assert_array_equal(degrade.quantize(np.array([-0.2, 0.3, 0.5, 1.3])), [0, 76, 128, 255])
+  np.testing.assert_allclose(degrade.quantize_tf(np.array([-0.2, 0.5, 1.3], np.float32)).numpy(),
+                             [0, 128 / 255, 1], atol=1e-7)
+  hr = np.random.default_rng(0).random((64, 64, 3))
+  k = degrade.isotropic_kernel(1.0)
+  clean = degrade.degrade(hr, k, 2)
+  diff = degrade.degrade(hr, k, 2, noise_std=0.05, rng=np.random.default_rng(1)) - clean
+  assert abs(diff.mean()) < 0.005 and abs(diff.std() - 0.05) < 0.003
+  with pytest.raises(ValueError, match='noise_std > 0 needs an rng'):
+    degrade.degrade(hr, k, 2, noise_std=0.05)

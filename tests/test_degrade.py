@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dssr_jax import degrade
 from dssr_jax import imresize
-
-tf = pytest.importorskip('tensorflow')
 
 
 def _cov(k):
@@ -151,3 +150,163 @@ def test_bad_inputs():
     degrade.sample_kernel(np.random.default_rng(0), 3, 'aniso')
   with pytest.raises(ValueError, match='sigma_range'):
     degrade.train_sigma_range(2, (2.0, 1.0))
+  with pytest.raises(ValueError, match='sigma_range must satisfy 0 < lo'):
+    degrade.train_sigma_range(2, (0.0, 1.0))
+  with pytest.raises(ValueError, match='no default sigma range for scale 5'):
+    degrade.train_sigma_range(5)
+  for sx, sy in ((0.0, 1.0), (1.0, 0.0)):
+    with pytest.raises(ValueError, match='sigmas must be > 0'):
+      degrade.anisotropic_kernel(sx, sy, 0.3)
+  with pytest.raises(ValueError, match='noise must be 11x11'):
+    degrade.anisotropic_kernel(1.0, 2.0, 0.3, noise=np.zeros((5, 5)))
+  with pytest.raises(ValueError, match='degradation must be one of'):
+    degrade.sample_kernel(np.random.default_rng(0), 2, 'box')
+  with pytest.raises(ValueError, match='degradation must be one of'):
+    degrade.sample_kernel_tf(tf.constant([0, 0], tf.int64), 2, 'box')
+  with pytest.raises(ValueError, match="'aniso' is defined for scale 2 or 4, got 3"):
+    degrade.sample_kernel_tf(tf.constant([0, 0], tf.int64), 3, 'aniso')
+  with pytest.raises(ValueError, match='subsample: scale must be a positive integer'):
+    degrade.subsample(np.zeros((4, 4, 3)), 0)
+
+
+def _fit_log_gaussian(k, radius=4):
+  """Fits log k = -v^T A v / 2 + b^T v + c on the kernel's central (2 radius + 1)^2 pixels.
+
+  For a Gaussian times (1 + noise) the fit recovers the Gaussian (a quadratic in log space, exact
+  on the grid whatever the truncation) and leaves log(1 + noise) minus its mean as the residual.
+  Returns (the two standard deviations, largest first; the orientation of the major axis in
+  [0, pi), from the column axis towards the row axis; the residual's standard deviation; the
+  centre (x, y) relative to the grid's centre).
+  """
+  n = k.shape[0]
+  r = np.arange(n) - n // 2
+  y, x = np.meshgrid(r, r, indexing='ij')
+  sel = (np.abs(y) <= radius) & (np.abs(x) <= radius)
+  x, y = x[sel].astype(np.float64), y[sel].astype(np.float64)
+  design = np.stack([x * x, y * y, x * y, x, y, np.ones_like(x)], 1)
+  logk = np.log(np.asarray(k, np.float64)[sel])
+  coef, *_ = np.linalg.lstsq(design, logk, rcond=None)
+  a = np.array([[-2 * coef[0], -coef[2]], [-coef[2], -2 * coef[1]]])
+  evals, evecs = np.linalg.eigh(np.linalg.inv(a))  # ascending
+  major = evecs[:, 1]
+  angle = np.arctan2(major[1], major[0]) % np.pi
+  centre = np.linalg.solve(a, coef[3:5])  # the Gaussian's peak, (x, y)
+  return np.sqrt(evals[::-1]), angle, np.std(logk - design @ coef), centre
+
+
+def _ks_uniform(x, lo, hi):
+  """Kolmogorov-Smirnov distance of the sample x to U(lo, hi)."""
+  x = np.sort(x)
+  cdf = np.clip((x - lo) / (hi - lo), 0, 1)
+  n = len(x)
+  return max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+
+
+def _sample_x2_kernels(n, sampler):
+  if sampler == 'numpy':
+    rng = np.random.default_rng(11)
+    return [degrade.sample_kernel(rng, 2, 'aniso') for _ in range(n)]
+  return [degrade.sample_kernel_tf(tf.constant([11, i], tf.int64), 2, 'aniso').numpy()
+          for i in range(n)]
+
+
+def test_anisotropic_parameters_follow_the_design_law():
+  """The numpy sampler's drawn parameters themselves: sigma_x, sigma_y iid U(0.6, 5), theta
+  U(-pi, pi), noise iid U(0, 0.25) per pixel of the 11x11 grid."""
+  rng = np.random.default_rng(17)
+  draws = [degrade.sample_anisotropic_params(rng) for _ in range(2000)]
+  sx, sy, theta = (np.array([d[i] for d in draws]) for i in range(3))
+  noise = np.stack([d[3] for d in draws])
+  assert noise.shape == (2000, 11, 11)
+  crit = 1.95 / np.sqrt(2000)  # Kolmogorov-Smirnov, 0.1%
+  assert _ks_uniform(sx, 0.6, 5.0) < crit and _ks_uniform(sy, 0.6, 5.0) < crit
+  assert abs(np.corrcoef(sx, sy)[0, 1]) < 0.1
+  assert _ks_uniform(theta, -np.pi, np.pi) < crit
+  assert _ks_uniform(noise[:, 3, 7], 0.0, 0.25) < crit and _ks_uniform(noise.ravel()[::7], 0, 0.25) < 0.02
+  assert abs(np.corrcoef(noise[:, 0, 0], noise[:, 5, 5])[0, 1]) < 0.1
+
+
+@pytest.mark.parametrize('sampler', ['numpy', 'tf'])
+def test_anisotropic_training_kernels_follow_the_design_law(sampler):
+  """Random x2 training kernels (numpy and the tf.data path): sigma_x, sigma_y iid U(0.6, 5),
+  any orientation, multiplicative noise 1 + U(0, 0.25) (design section 3, setting 2), recovered
+  from each kernel by a log-quadratic fit over 600 draws, centred half a pixel below and right of
+  the grid's centre (so that keeping img[::2, ::2] samples each 2x2 block's centre)."""
+  fits = [_fit_log_gaussian(k) for k in _sample_x2_kernels(600, sampler)]
+  sigmas = np.concatenate([f[0] for f in fits])
+  # Pooled, the two sigmas of every kernel are draws of U(0.6, 5): Kolmogorov-Smirnov distance to
+  # that law below the 0.1% critical value, and nothing outside it but fit noise.
+  assert _ks_uniform(sigmas, 0.6, 5.0) < 1.95 / np.sqrt(len(sigmas))
+  assert 0.55 < sigmas.min() < 0.7 and 4.8 < sigmas.max() < 5.35, (sigmas.min(), sigmas.max())
+  # Orientations of the elongated kernels: uniform over [0, pi).
+  angles = np.array([f[1] for f in fits if f[0][0] > 1.3 * f[0][1]])
+  assert _ks_uniform(angles, 0, np.pi) < 1.95 / np.sqrt(len(angles)), len(angles)
+  # (A wide kernel's centre is noisy in the fit: compare the mean.)
+  np.testing.assert_allclose(np.mean([f[3] for f in fits], axis=0), (0.5, 0.5), atol=0.02)
+  # The noise: log(1 + U(0, 0.25)) has standard deviation 0.0631; a 6-parameter fit to 81 pixels
+  # leaves sqrt(75 / 81) of it.
+  u = np.linspace(0, 0.25, 100001)
+  want = np.std(np.log1p(u)) * np.sqrt(75 / 81)
+  resid = np.array([f[2] for f in fits])
+  assert abs(resid.mean() / want - 1) < 0.05, (resid.mean(), want)
+  assert resid.max() < 0.223 / 2  # log(1.25): the noise never exceeds 25%
+
+
+@pytest.mark.parametrize('sampler', ['numpy', 'tf'])
+def test_x4_training_kernels_are_x2_kernels_applied_twice(sampler):
+  """x4 training kernels: 31x31, sum 1, and on average 5 times the covariance and 3 times the
+  centre offset of the x2 kernels (k (*) dilate2(k), k from the x2 law)."""
+  def trace(k):
+    return np.trace(_cov(k)[0])
+
+  if sampler == 'numpy':
+    rng = np.random.default_rng(13)
+    k4 = [degrade.sample_kernel(rng, 4, 'aniso') for _ in range(300)]
+  else:
+    k4 = [degrade.sample_kernel_tf(tf.constant([13, i], tf.int64), 4, 'aniso').numpy()
+          for i in range(300)]
+  assert all(k.shape == (31, 31) and abs(k.sum() - 1) < 1e-5 for k in k4)
+  k2 = _sample_x2_kernels(300, sampler)
+  ratio = np.mean([trace(k) for k in k4]) / np.mean([trace(k) for k in k2])
+  assert abs(ratio / 5 - 1) < 0.15, ratio
+  # Centres of mass add up under convolution: k's plus twice k's (its dilated copy). The x2 law's
+  # half-pixel offset (less where the 11x11 grid cuts a wide kernel) shows three times over.
+  com2 = np.mean([_cov(k)[1] for k in k2], axis=0)
+  com4 = np.mean([_cov(k)[1] for k in k4], axis=0)
+  assert np.all(com2 > 0.3), com2
+  np.testing.assert_allclose(com4, 3 * com2, atol=0.1)
+
+
+@pytest.mark.parametrize('scale,lo,hi', [(2, 0.2, 2.0), (3, 0.2, 3.0), (4, 0.2, 4.0)])
+def test_isotropic_training_sigmas_are_uniform_in_the_scale_range(scale, lo, hi):
+  """One sigma per patch, U(lo, hi) per scale (design section 3): tf.data's draws and the numpy
+  sampler's kernels (sigma read back from the ratio of two neighbouring taps)."""
+  tf_sigmas = np.array([degrade.sample_sigma_tf(tf.constant([5, i], tf.int64), scale).numpy()
+                        for i in range(400)])
+  rng = np.random.default_rng(scale)
+  np_sigmas = []
+  for _ in range(400):
+    k = degrade.sample_kernel(rng, scale, 'iso')
+    np_sigmas.append(np.sqrt(1 / (2 * np.log(k[10, 10] / k[10, 11]))))
+  for s in (tf_sigmas, np.array(np_sigmas)):
+    assert lo - 1e-4 <= s.min() < lo + 0.03 * (hi - lo) and hi - 0.03 * (hi - lo) < s.max() <= hi + 1e-4
+    assert abs(s.mean() - (lo + hi) / 2) < 0.05 * (hi - lo)
+  # data.sigma_range overrides the scale's range, in the sigma and in the kernel samplers.
+  own = [degrade.sample_sigma_tf(tf.constant([6, i], tf.int64), scale, (1.0, 1.2)).numpy()
+         for i in range(50)]
+  assert 1.0 <= min(own) and max(own) <= 1.2 and max(own) - min(own) > 0.15
+  k = degrade.sample_kernel_tf(tf.constant([6, 0], tf.int64), scale, 'iso', (1.0, 1.2)).numpy()
+  assert 1.0 - 1e-4 <= np.sqrt(1 / (2 * np.log(k[10, 10] / k[10, 11]))) <= 1.2 + 1e-4
+
+
+def test_quantize_clips_and_rounds_and_numpy_noise_is_additive_gaussian():
+  np.testing.assert_array_equal(degrade.quantize(np.array([-0.2, 0.3, 0.5, 1.3])), [0, 76, 128, 255])
+  np.testing.assert_allclose(degrade.quantize_tf(np.array([-0.2, 0.5, 1.3], np.float32)).numpy(),
+                             [0, 128 / 255, 1], atol=1e-7)
+  hr = np.random.default_rng(0).random((64, 64, 3))
+  k = degrade.isotropic_kernel(1.0)
+  clean = degrade.degrade(hr, k, 2)
+  diff = degrade.degrade(hr, k, 2, noise_std=0.05, rng=np.random.default_rng(1)) - clean
+  assert abs(diff.mean()) < 0.005 and abs(diff.std() - 0.05) < 0.003
+  with pytest.raises(ValueError, match='noise_std > 0 needs an rng'):
+    degrade.degrade(hr, k, 2, noise_std=0.05)

@@ -112,6 +112,46 @@ def test_dihedral_inverse_and_self_ensemble():
   np.testing.assert_allclose(infer.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
 
 
+def _d4(x, k, flip):
+  """One of the 8 symmetries of the square on axes (-3, -2): mirror the columns (flip), then
+  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `infer.dihedral`."""
+  if flip:
+    x = x[..., :, ::-1, :]
+  return np.rot90(x, k, axes=(-3, -2))
+
+
+def _d4_inverse(y, k, flip):
+  y = np.rot90(y, -k, axes=(-3, -2))
+  return y[..., :, ::-1, :] if flip else y
+
+
+def _lopsided(lr):
+  """A stand-in network with no symmetry at all: x2 nearest upscaling, a running sum down the rows,
+  a weight that grows along the columns, a squared term; every output reads its own input."""
+  up = np.repeat(np.repeat(lr, 2, axis=-3), 2, axis=-2)
+  cols = np.arange(up.shape[-2], dtype=np.float64)[:, None]
+  sr = np.cumsum(up, axis=-3) * (1 + 0.3 * cols) + up[..., ::-1] ** 2
+  return {'sr': sr, 'steps': np.stack([sr, 2 * sr + up])}
+
+
+def test_self_ensemble_averages_all_eight_transforms():
+  """The ensemble is the mean over all 8 symmetries g of g^-1(f(g(x))), for every output (the
+  steps too), on an input-dependent f without symmetry, for which 2 or 4 transforms differ."""
+  rng = np.random.default_rng(2)
+  for shape in ((2, 4, 5, 3), (1, 3, 3, 3)):
+    x = rng.random(shape)
+    per = [{k: _d4_inverse(v, k_rot, flip) for k, v in _lopsided(_d4(x, k_rot, flip)).items()}
+           for flip in (False, True) for k_rot in range(4)]
+    want = {k: np.mean([p[k] for p in per], axis=0) for k in ('sr', 'steps')}
+    got = infer.self_ensemble(_lopsided)(x)
+    for k in ('sr', 'steps'):
+      assert got[k].shape == want[k].shape
+      np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)
+    # Fewer transforms give another answer here: rotations only, or flips only.
+    for subset in (per[:4], per[::4], [per[0], per[2], per[4], per[6]]):
+      assert np.abs(np.mean([p['sr'] for p in subset], axis=0) - want['sr']).max() > 0.1
+
+
 def test_merge_model_config():
   saved = {'scale': 2, 'channels': 16, 'num_steps': 2, 'dtype': 'float32', 'remat': False}
   got = infer.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')

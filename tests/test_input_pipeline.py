@@ -4,17 +4,19 @@ import io
 import logging
 import pathlib
 import struct
+import types
 import zlib
 
 import numpy as np
 import pytest
+import tensorflow as tf  # a broken install fails the file instead of skipping it
+import tensorflow_datasets as tfds
 
 from configs import default
 from dssr_jax import degrade
 from dssr_jax import imageio
 from dssr_jax import input_pipeline
 
-tf = pytest.importorskip('tensorflow')
 
 
 def _png(arr: np.ndarray, bitdepth: int) -> bytes:
@@ -271,7 +273,6 @@ def test_k_crops_per_visit_in_rounds(tmp_path):
 
 
 def test_tfds_source_random_access(folder):
-  tfds = pytest.importorskip('tensorflow_datasets')
   rng = np.random.default_rng(9)
   examples = [{'hr': rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)} for _ in range(2)]
   examples.append({'hr': rng.integers(0, 256, (38, 38, 1), dtype=np.uint8)})  # grey, HxWx1
@@ -292,7 +293,6 @@ def test_tfds_source_random_access(folder):
 
 
 def test_tfds_source_decodes_each_visit_once():
-  tfds = pytest.importorskip('tensorflow_datasets')
   rng = np.random.default_rng(5)
 
   class Counting(list):
@@ -338,7 +338,6 @@ print('drew batches', flush=True)
 
 
 def test_script_exits_with_live_iterators(tmp_path):
-  pytest.importorskip('tensorflow_datasets')
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(6)
@@ -372,3 +371,52 @@ def test_benchmark_runs_from_the_repo_root(tmp_path):
   row = [line.split() for line in done.stdout.splitlines() if line.startswith('iso')][0]
   assert row[:3] == ['iso', '2', '16'] and row[5] == '250', done.stdout  # k, need
   assert float(row[4]) > 0 and float(row[6]) == pytest.approx(float(row[4]) / 250, abs=0.01)
+def test_augmentation_draws_all_eight_dihedral_transforms_evenly():
+  """Each HR crop is one of the 8 flips/transposes of a window of its image, all 8 about equally
+  often (three independent coin flips, design section 2), at crop positions spread over the image."""
+  h, w, p = 40, 44, 16
+  yy, xx = np.mgrid[:h, :w]
+  img = np.stack([yy * 6, xx * 5, (yy * 7 + xx * 3) % 256], -1).astype(np.uint8)  # coded pixels
+  source = types.SimpleNamespace(names=['coded'], sizes=[(h, w)], load=lambda i: img)
+  patches = input_pipeline.HRPatches(source, p, seed=3)
+  counts, corners = np.zeros(8, int), set()
+  for g in range(800):
+    patch = patches(g)
+    y0, x0 = patch[:, :, 0].min() // 6, patch[:, :, 1].min() // 5
+    win = img[y0:y0 + p, x0:x0 + p]
+    variants = [v for t in (win, win.transpose(1, 0, 2))
+                for v in (t, t[::-1], t[:, ::-1], t[::-1, ::-1])]
+    (which,) = [i for i, v in enumerate(variants) if np.array_equal(v, patch)]
+    counts[which] += 1
+    corners.add((y0, x0))
+  assert counts.min() > 70 and counts.max() < 130, counts  # 100 each expected, sd 9.4
+  ys, xs = zip(*corners)
+  assert (min(ys), max(ys), min(xs), max(xs)) == (0, h - p, 0, w - p)
+  assert len(corners) > 400  # of 25 x 29 positions
+
+
+def _fit_sigma(hr, lr, scale):
+  """The isotropic sigma whose Gaussian8-style degradation of hr best matches lr (golden section)."""
+  def err(sigma):
+    k = degrade.isotropic_kernel(sigma)
+    return np.mean((degrade.degrade(hr.astype(np.float64), k, scale) - lr) ** 2)
+
+  a, b = 0.1, 5.0
+  g = (np.sqrt(5) - 1) / 2
+  for _ in range(40):
+    c, d = b - g * (b - a), a + g * (b - a)
+    if err(c) < err(d):
+      b = d
+    else:
+      a = c
+  return (a + b) / 2
+
+
+def test_training_blur_at_x3_draws_sigmas_over_its_range(folder):
+  """The x3 training LR is blurred with sigmas spread over [0.2, 3.0] (design section 3): the
+  sigma of each of 32 examples, recovered from its HR/LR pair, lies in that range and the draws
+  reach both ends (a narrower or wider law would show)."""
+  b = _batches(_config(folder), 8, scale=3)
+  sigmas = np.array([_fit_sigma(hr, lr, 3) for batch in b for hr, lr in zip(batch['hr'], batch['lr'])])
+  assert sigmas.max() <= 3.05 and sigmas.max() > 2.5, np.sort(sigmas)
+  assert sigmas.min() < 0.6, np.sort(sigmas)

@@ -48,9 +48,28 @@ def test_by_hand():
   np.testing.assert_allclose(float(loss), 0.75 + 2.0 * 0.3, atol=1e-5)
 
 
+def test_detail_weight_defaults_to_one_and_sums_run_in_float32():
+  """alpha defaults to the design's 1; bfloat16 inputs are upcast before the sums (the loss equals a
+  float64 computation on the same values, far below bfloat16's 3 significant digits)."""
+  rng = np.random.default_rng(1)
+  lr = rng.random((1, 5, 6, 3))
+  hr = rng.random((1, 10, 12, 3))
+  steps, details = rng.random((2, 1, 10, 12, 3)), rng.random((2, 1, 10, 12, 3)) - 0.5
+  bf = lambda x: jnp.asarray(x, jnp.bfloat16)
+  loss, _ = losses.dssr_loss({'steps': bf(steps), 'details': bf(details)}, bf(lr), bf(hr), scale=2)
+  f64 = lambda x: np.asarray(bf(x), np.float64)
+  bic = resize.bicubic_matrix(5, 10, False, 2).astype(np.float64)
+  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, f64(lr), resize.bicubic_matrix(6, 12, False, 2))
+  want = sum(np.abs(f64(steps)[t] - f64(hr)).mean() + np.abs(f64(details)[t] - (f64(hr) - bic)).mean()
+             for t in range(2))
+  assert loss.dtype == jnp.float32
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+
+
 def test_shape_mismatch_is_reported():
   out = {'steps': jnp.zeros((2, 1, 8, 8, 3)), 'details': jnp.zeros((2, 1, 8, 8, 3))}
-  with pytest.raises(ValueError, match='hr has shape'):
+  with pytest.raises(ValueError, match=r'hr has shape \(1, 6, 6, 3\); the network produced '
+                     r'\(1, 8, 8, 3\) per step'):
     losses.dssr_loss(out, jnp.zeros((1, 4, 4, 3)), jnp.zeros((1, 6, 6, 3)), scale=2)
 
 

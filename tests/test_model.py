@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import helpers
+import reference
 
 from dssr_jax import convert
 from dssr_jax import losses
@@ -100,37 +101,67 @@ def test_scales_3_and_4_shapes(scale):
   assert sorted(tail) == (['conv_0', 'conv_2', 'conv_4'] if scale == 4 else ['conv_0', 'conv_2'])
 
 
+# (options, param groups that must exist in params['step'], groups that must not). Every case runs
+# the tiny network against `reference.dssr_forward`, the design's equations in numpy.
 VARIANTS = [
-    (dict(modulation='affine'), {'conv2', 'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(modulation='affine'), {'conv2', 'spatial_trans1', 'spatial_trans2'}, {'conv2_lr'}),
+    (dict(scale=3), {'conv2', 'spatial_trans1', 'spatial_trans2'}, set()),
+    (dict(scale=4), {'conv2', 'spatial_trans1', 'spatial_trans2'}, set()),
     (dict(modulation='none'), set(), {'conv2', 'spatial_trans1', 'spatial_trans2'}),
     (dict(modulation='add'), {'spatial_trans1', 'spatial_trans2'}, set()),
     (dict(modulation='concat'), {'spatial_trans1', 'spatial_trans2'}, set()),
-    (dict(modulation='channel_attention'), {'spatial_trans1', 'spatial_trans2'}, set()),
+    # 32 channels: the squeeze conv's reduction by 16 (to 2 channels) shows.
+    (dict(modulation='channel_attention', channels=32), {'spatial_trans1', 'spatial_trans2'}, set()),
     (dict(modulation='spatial_attention'), {'spatial_trans1', 'spatial_trans2'}, set()),
     (dict(affine_on='hr'), {'conv2', 'spatial_trans1'}, {'spatial_trans2'}),
     (dict(affine_on='lr'), {'conv2', 'spatial_trans2'}, {'spatial_trans1'}),
     (dict(paper_text=True), {'conv2', 'conv2_lr'}, set()),
+    (dict(paper_text=True, affine_on='lr'), {'conv2_lr', 'spatial_trans2'},
+     {'conv2', 'spatial_trans1'}),
+    # Wide enough for the CPU's folded form of the HR modulation's first conv.
+    (dict(channels=72), {'conv2', 'spatial_trans1', 'spatial_trans2'}, set()),
 ]
 HEADS = {'affine': {'conv_gama', 'conv_beta'}, 'add': set(), 'concat': {'conv_fuse'},
          'channel_attention': {'conv_squeeze', 'conv_excite'}, 'spatial_attention': {'conv_att'}}
+REF_NET = dict(scale=2, channels=4, struct_blocks=2, recon_blocks=1, num_steps=3)
+
+
+def test_numpy_reference_reproduces_the_authors_network(fixture):
+  """The design reference used below, run on the authors' fixture weights, gives their outputs."""
+  cfg = {k: int(fixture[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks',
+                                      'num_steps')}
+  sd = {k[3:]: v for k, v in fixture.items() if k.startswith('sd/')}
+  params = convert.torch_to_flax(sd, model_lib.DSSR(**cfg))
+  cfg.pop('channels')
+  out = reference.dssr_forward(params, _nhwc(fixture['input'])[:1], **cfg)
+  np.testing.assert_allclose(out['sr'], _nhwc(fixture['output'])[:1], atol=2e-6, rtol=0)
+  np.testing.assert_allclose(out['steps'], _nhwc(fixture['outs'])[:, :1], atol=2e-6, rtol=0)
+  np.testing.assert_allclose(out['details'], _nhwc(fixture['details'])[:, :1], atol=2e-6, rtol=0)
 
 
 @pytest.mark.parametrize('kw,present,absent', VARIANTS, ids=lambda v: str(v))
-def test_variants_build_and_run(kw, present, absent):
-  model = model_lib.DSSR(2, **TINY, **kw)
-  lr = jnp.asarray(np.random.default_rng(0).random((1, 6, 5, 3)), jnp.float32)
-  params = helpers.random_params(model)
-  out = jax.jit(model.apply)({'params': params}, lr)
+def test_variants_match_their_definitions(kw, present, absent):
+  """Every modulation kind, `affine_on` setting, paper-text row (P1-P3) and scale computes the
+  design's forward pass: the network against a direct numpy reference on tiny inputs."""
+  cfg = {**REF_NET, **kw}
+  model = model_lib.DSSR(**cfg)
+  lr = np.random.default_rng(0).random((2, 5, 6, 3)).astype(np.float32)
+  params = helpers.random_params(model, seed=1, h=5, w=6)
+  out = jax.jit(model.apply)({'params': params}, jnp.asarray(lr))
   step = params['step']
   assert present <= set(step) and not absent & set(step)
   mod = kw.get('modulation', 'affine')
-  if mod != 'none':
-    name = 'spatial_trans1' if 'spatial_trans1' in step else 'spatial_trans2'
-    trunk = {f'conv{i}' for i in range(1, 5)}
-    assert set(step[name]) == trunk | HEADS[mod]
-  assert out['sr'].shape == (1, 12, 10, 3)
-  assert out['steps'].shape == out['details'].shape == (2, 1, 12, 10, 3)
-  assert bool(jnp.all(jnp.isfinite(out['sr'])))
+  for name in ('spatial_trans1', 'spatial_trans2'):
+    if name in step:
+      assert set(step[name]) == {f'conv{i}' for i in range(1, 5)} | HEADS[mod]
+  s = cfg['scale']
+  assert out['sr'].shape == (2, 5 * s, 6 * s, 3)
+  assert out['steps'].shape == out['details'].shape == (3, 2, 5 * s, 6 * s, 3)
+  ref = reference.dssr_forward(params, lr, **{k: v for k, v in cfg.items() if k != 'channels'})
+  for k in ('sr', 'steps', 'details'):
+    np.testing.assert_allclose(np.asarray(out[k]), ref[k], atol=1e-5, rtol=0, err_msg=k)
+  # The output is not dominated by the bicubic residual: the network's own part is O(1).
+  assert np.abs(ref['sr'] - reference.bicubic_up(lr.astype(np.float64), s)).max() > 0.3
 
 
 def test_bad_inputs():

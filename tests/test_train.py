@@ -15,11 +15,18 @@ import sys
 import time
 import types
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers
+from configs import default
 from configs import smoke
 from dssr_jax import checkpoint
+from dssr_jax import model as model_lib
+from dssr_jax import optim
+from dssr_jax import resize
 from dssr_jax import train_lib
 from dssr_jax import train_loop
 
@@ -113,6 +120,13 @@ def assert_params_close(a, b, tol):
     np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=k)
 
 
+def assert_last_loss_and_grad_norm_close(a, b):
+  """Adam's update barely depends on the gradient's scale: params alone would not show a gradient
+  summed (not averaged) over devices. The logged loss and gradient norm do."""
+  for k in ('loss', 'grad_norm'):
+    np.testing.assert_allclose(a.record['last'][k], b.record['last'][k], rtol=1e-5, err_msg=k)
+
+
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory, env):
   """Every one-device run, in one process: smoke (2 steps) and resume to 4 in the same workdir,
@@ -185,11 +199,13 @@ def test_non_finite_steps_are_skipped_then_stop(runs):
 
 
 def test_eight_devices_match_one(runs, tmp_path, env):
-  """Batch of 8 split over 8 fake CPU devices == 1 device on the same global batch."""
+  """Batch of 8 split over 8 fake CPU devices == 1 device on the same global batch: params, loss
+  and gradient norm."""
   eight = drive([{'workdir': tmp_path / 'eight'}], env, devices=8)[0]
   assert eight.record['devices'] == 8
   assert eight.record['digests'] == runs['smoke'].record['digests']
   assert_params_close(eight.params, runs['smoke'].params, 1e-5)
+  assert_last_loss_and_grad_norm_close(eight, runs['smoke'])
 
 
 def _free_port():
@@ -216,6 +232,7 @@ def test_two_processes_match_one(runs, tmp_path, env):
   assert run.error is None, run.error
   assert run.record['processes'] == 2 and run.record['devices'] == 2
   assert_params_close(run.params, runs['smoke'].params, 1e-5)
+  assert_last_loss_and_grad_norm_close(run, runs['smoke'])
 
 
 def test_sigterm_saves_and_resumes(tmp_path, env, runs):
@@ -385,3 +402,142 @@ def test_train_step_path_imports_no_tensorflow(env):
                         text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip().splitlines()[-1] == '[]'
+
+
+# ------------------------------------------------------------------------------------------------
+# The train step itself, in this process: against Adam on the authors' gradients, and by hand.
+
+
+def _nhwc(a):
+  return np.moveaxis(np.asarray(a, np.float32), -3, -1)
+
+
+def _fresh_state(params, tx):
+  params = jax.tree_util.tree_map(jnp.array, params)  # copies: the step donates its state
+  zero = lambda: jnp.zeros((), jnp.int32)
+  return train_lib.TrainState(step=zero(), params=params, opt_state=tx.init(params),
+                              bad_steps=zero(), skipped=zero())
+
+
+def _flat(tree):
+  return {jax.tree_util.keystr(p): np.asarray(v, np.float64)
+          for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.fixture(scope='module')
+def authors_step(fixtures_dir):
+  """The authors' fixture network (converted), its batch, their loss and their gradients."""
+  from dssr_jax import convert  # pylint: disable=g-import-not-at-top
+  net = np.load(fixtures_dir / 'official_dssr_x2_small.npz')
+  train = np.load(fixtures_dir / 'official_dssr_x2_small_train.npz')
+  cfg = {k: int(net[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks',
+                                  'num_steps')}
+  model = model_lib.DSSR(**cfg)
+  params = convert.torch_to_flax({k[3:]: net[k] for k in net.files if k.startswith('sd/')}, model)
+  grads = convert.torch_to_flax(
+      {k[5:]: train[k] for k in train.files if k.startswith('grad/')}, model)
+  batch = {'lr': _nhwc(net['input']), 'hr': _nhwc(train['hr'])}
+  return model, params, grads, batch, float(train['loss']), float(train['alpha'])
+
+
+def test_train_step_descends_the_gradient(authors_step):
+  """One jitted train step on the authors' fixture moves the parameters by minus the first Adam
+  update of the authors' gradient, lr g / (|g| + eps) with the design's lr 2e-4 and eps 1e-8
+  (bias-corrected moments of one step are g and g^2), computed here in numpy; the step reports
+  their loss and the norm of their gradient."""
+  model, params, grads, batch, loss, alpha = authors_step
+  tx = optim.create_optimizer(default.get_config().train)
+  mesh = train_lib.create_mesh()
+  state = _fresh_state(params, tx)
+  step = train_lib.make_train_step(model, tx, mesh, state, alpha)
+  new, metrics = step(state, train_lib.global_batch(batch, mesh))
+  assert int(new.step) == 1 and bool(metrics['finite'])
+  np.testing.assert_allclose(float(metrics['loss']), loss, rtol=1e-6)
+  g = _flat(grads)
+  np.testing.assert_allclose(float(metrics['grad_norm']),
+                             np.sqrt(sum(np.sum(v ** 2) for v in g.values())), rtol=1e-4)
+  p0, p1 = _flat(params), _flat(new.params)
+  assert sorted(p1) == sorted(g)
+  num = den = 0.0
+  for k, gk in g.items():
+    want = -2e-4 * gk / (np.abs(gk) + 1e-8)
+    got = p1[k] - p0[k]
+    err = np.linalg.norm(got - want) / np.linalg.norm(want)
+    # A few entries whose gradient is at float32 noise may take the other sign (fixture README).
+    assert err < 1e-2, (k, err)
+    num, den = num + np.sum((got - want) ** 2), den + np.sum(want ** 2)
+  assert np.sqrt(num / den) < 2e-3, np.sqrt(num / den)
+
+
+TINY_TRAIN = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
+
+
+@pytest.fixture(scope='module')
+def tiny_training():
+  """A tiny network, a fixed batch, and a jitted train step with alpha 0.5 and an lr of 1e-3
+  halved from the third update on."""
+  model = model_lib.DSSR(**TINY_TRAIN)
+  params = helpers.random_params(model, seed=3, h=6, w=6)
+  rng = np.random.default_rng(4)
+  hr = rng.random((4, 12, 12, 3)).astype(np.float32)
+  batch = {'lr': hr.reshape(4, 6, 2, 6, 2, 3).mean((2, 4)), 'hr': hr}
+  config = default.get_config().train
+  config.update(learning_rate=1e-3, lr_boundaries=(2,), lr_decay_factor=0.5)
+  tx = optim.create_optimizer(config)
+  mesh = train_lib.create_mesh()
+  step = train_lib.make_train_step(model, tx, mesh, _fresh_state(params, tx), 0.5)
+  states, metrics = [_fresh_state(params, tx)], []
+  for _ in range(8):
+    state, m = step(states[-1], train_lib.global_batch(batch, mesh))
+    states.append(jax.device_get(state))
+    metrics.append(jax.device_get(m))
+  states[0] = _fresh_state(params, tx)  # the first was donated to the step
+  return model, params, batch, states, metrics
+
+
+def test_train_step_follows_adam_on_the_detail_weighted_loss(tiny_training):
+  """Three steps equal Adam (beta 0.9 / 0.99, eps 1e-8, bias-corrected) written out here, on the
+  gradient of the loss with the detail term weighted by alpha = 0.5, with the decayed lr at the
+  third step; each step reports that loss and that gradient's norm."""
+  model, params, batch, states, metrics = tiny_training
+  lr, hr = jnp.asarray(batch['lr']), jnp.asarray(batch['hr'])
+
+  def loss_fn(p):
+    out = model.apply({'params': p}, lr)
+    bic = resize.torch_bicubic_up(lr, 2)
+    pix = sum(jnp.mean(jnp.abs(out['steps'][t] - hr)) for t in range(2))
+    detail = sum(jnp.mean(jnp.abs(out['details'][t] - (hr - bic))) for t in range(2))
+    return pix + 0.5 * detail
+
+  grad_fn = jax.jit(jax.value_and_grad(loss_fn))
+  p = _flat(params)
+  keys = sorted(p)
+  m = {k: 0.0 for k in keys}
+  v = {k: 0.0 for k in keys}
+  for t, rate in ((1, 1e-3), (2, 1e-3), (3, 5e-4)):
+    tree = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params),
+                                        [jnp.asarray(p[k], jnp.float32) for k in
+                                         _flat(params)])
+    loss, g = grad_fn(tree)
+    g = _flat(g)
+    np.testing.assert_allclose(float(metrics[t - 1]['loss']), float(loss), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics[t - 1]['grad_norm']),
+                               np.sqrt(sum(np.sum(x ** 2) for x in g.values())), rtol=1e-4)
+    for k in keys:
+      m[k] = 0.9 * m[k] + 0.1 * g[k]
+      v[k] = 0.99 * v[k] + 0.01 * g[k] ** 2
+      p[k] = p[k] - rate * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(v[k] / (1 - 0.99 ** t)) + 1e-8)
+    got = _flat(states[t].params)
+    p0 = _flat(params)
+    for k in keys:
+      moved = p[k] - p0[k]
+      err = np.linalg.norm(got[k] - p[k]) / np.linalg.norm(moved)
+      assert err < 1e-3, (t, k, err)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(tiny_training):
+  """Eight steps on one batch: the loss falls, step after step (gradient ascent would raise it)."""
+  *_, metrics = tiny_training
+  losses_ = [float(m['loss']) for m in metrics]
+  assert all(b < a for a, b in zip(losses_, losses_[1:])), losses_
+  assert losses_[-1] < 0.9 * losses_[0], losses_

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from configs import smoke
+from dssr_jax import degrade
 from dssr_jax import demo_report
 from dssr_jax import imageio
+from dssr_jax import imresize
 from dssr_jax import metrics
+from dssr_jax import model as model_lib
 from dssr_jax import train_lib
 from dssr_jax import validation
 
@@ -41,28 +44,43 @@ def test_pick_records_spreads_sigmas_and_stops_early():
   assert 'c' in seen and seen.count('c') == 1  # the third image is never degraded in full
 
 
-def test_validator_on_set5(benchmark_dir, tmp_path):
+def test_validator_scores_the_network_on_each_images_gaussian8_lr(benchmark_dir, tmp_path):
+  """val/psnr is the mean Y-PSNR of the network run on the Gaussian8 LR of each chosen (image,
+  sigma), the LR rebuilt here from the design (21x21 Gaussian, MATLAB bicubic down, 8 bits)."""
   # One Set5 photo, cropped to 64x64 to keep the CPU forward pass short.
   first = sorted(imageio.list_images(benchmark_dir / 'Set5'))[0]
-  imageio.write_png(tmp_path / 'crop.png', imageio.read_image(first)[100:164, 100:164])
+  hr = imageio.read_image(first)[100:164, 100:164]
+  imageio.write_png(tmp_path / 'crop.png', hr)
   config = smoke.get_config()
-  config.train.update(dict(val_dir=str(tmp_path), val_images=1, val_sigmas=1))
+  config.train.update(dict(val_dir=str(tmp_path), val_images=1, val_sigmas=2))
   mesh = train_lib.create_mesh()
   _, _, state = train_lib.create_train_state(config, mesh)
   val = validation.Validator(config, mesh)
-  assert len(val.records) == 1
+  assert [r.sigma for r in val.records] == [0.8, 1.6]  # the ends of the x2 Gaussian8 range
   writer = FakeWriter()
   scores = val.run(state.params, writer, 7)
-  rec = val.records[0]
-  # A freshly initialised network adds random detail to bicubic (about 15 dB on this crop).
-  assert 5 < scores['val/psnr'] < 60
+  model = model_lib.DSSR(**config.model)
+  apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
+  psnrs, srs = [], []
+  y, x = np.mgrid[-10:11, -10:11]
+  for sigma in (0.8, 1.6):
+    k = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
+    lr = imresize.imresize(degrade.blur(hr / 255.0, k / k.sum()), 0.5)
+    lr = np.round(np.clip(lr, 0, 1) * 255) / np.float32(255)
+    sr = np.asarray(apply(state.params, lr[None].astype(np.float32))['sr'][0])
+    srs.append(sr)
+    psnrs.append(metrics.psnr_y(validation.to_uint8(sr), hr, crop=2))
+  assert scores['val/psnr'] == pytest.approx(np.mean(psnrs), abs=1e-6)
+  # A freshly initialised network adds random detail to bicubic (about 15 dB on this crop), but the
+  # two sigmas' LR images still score apart.
+  assert abs(psnrs[0] - psnrs[1]) > 0.02
   assert writer.scalars[7] == scores
+  rec = val.records[0]
   names = sorted(writer.images[7])
   assert names == [f'val/{rec.name}_detail', f'val/{rec.name}_sr']
   sr = writer.images[7][f'val/{rec.name}_sr']
-  assert sr.shape == (1,) + rec.hr.shape and 0 <= sr.min() and sr.max() <= 1
-  np.testing.assert_allclose(
-      metrics.psnr_y(validation.to_uint8(sr[0]), rec.hr, crop=2), scores['val/psnr'])
+  assert sr.shape == (1,) + hr.shape
+  np.testing.assert_allclose(sr[0], np.clip(srs[0], 0, 1), atol=1e-5)
 
 
 def test_comparison_image_and_table():

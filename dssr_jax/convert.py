@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dssr_jax import cli
 from dssr_jax import model as model_lib
 
 _BLOCK = re.compile(r'^block_(\d+)$')
@@ -182,5 +183,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  cli.quiet_tensorflow()
   _define_flags()
   app.run(main)

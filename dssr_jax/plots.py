@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from dssr_jax import cli
 from dssr_jax import imageio
 from dssr_jax import inference
 
@@ -241,12 +242,13 @@ def main(argv):
   hr, lr = degrade_hr(FLAGS.hr[0], scale, FLAGS.sigma)
   y, x, size = box
   if size < 1 or y < 0 or x < 0 or y + size > hr.shape[0] or x + size > hr.shape[1]:
-    raise ValueError(f'--box {box} does not fit in the {hr.shape[0]}x{hr.shape[1]} HR image')
+    raise app.UsageError(f'--box {box} does not fit in the {hr.shape[0]}x{hr.shape[1]} HR image')
   sr = imageio.to_uint8(fn(lr[None] / np.float32(255))['sr'][0])
   bic = imageio.to_uint8(eval_lib.bicubic_sr_fn(scale)(lr[None] / 255.0)['sr'][0])
   print(plot_crops(lr, bic, sr, hr, scale, box, FLAGS.out))
 
 
 if __name__ == '__main__':
+  cli.quiet_tensorflow()
   _define_flags()
   app.run(main)

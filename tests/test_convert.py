@@ -1,6 +1,9 @@
 """State-dict conversion: key mapping and layouts by hand, errors, .pth wrappers, the CLI path."""
 
 import importlib.util
+import pathlib
+import subprocess
+import sys
 
 import flax
 import jax
@@ -10,6 +13,8 @@ import pytest
 from dssr_jax import checkpoint
 from dssr_jax import convert
 from dssr_jax import model as model_lib
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
 
 SMALL = dict(channels=128, struct_blocks=2, recon_blocks=1, num_steps=3)  # the fixture's network
 
@@ -106,5 +111,8 @@ def test_infer_config_and_cli_conversion_path(fixture_sd, tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec('torch') is not None, reason='torch is installed')
 def test_cli_without_torch_says_so(tmp_path):
-  with pytest.raises(SystemExit, match='needs PyTorch'):
-    convert.main([str(tmp_path / 'a.pth'), str(tmp_path / 'out'), '--scale', '2'])
+  done = subprocess.run([sys.executable, '-m', 'dssr_jax.convert', f'--pth={tmp_path / "a.pth"}',
+                         f'--out={tmp_path / "out"}', '--scale=2'], cwd=REPO, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode != 0 and 'needs PyTorch' in done.stderr and 'Traceback' not in done.stderr
+  assert not (tmp_path / 'out').exists()

@@ -9,10 +9,20 @@ import sys
 import numpy as np
 import pytest
 
-from dssr_jax import infer
+from dssr_jax import imageio
+from dssr_jax import inference
 from dssr_jax import resize
+from dssr_jax import tiling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _infer(*args):
+  """`python -m dssr_jax.infer ARGS` from the repo root: (exit status, stderr)."""
+  done = subprocess.run([sys.executable, '-m', 'dssr_jax.infer', *map(str, args),
+                         '--jax_cache_dir='], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  return done.returncode, done.stderr
 
 
 def _bicubic_fn(scale):
@@ -38,7 +48,7 @@ def test_tiled_bicubic_equals_untiled(shape, tile, overlap):
   fn = _bicubic_fn(2)
   calls = []
   full = fn(lr)
-  tiled = infer.tiled_apply(lambda x: calls.append(x.shape) or fn(x), lr, 2, tile, overlap)
+  tiled = tiling.tiled_apply(lambda x: calls.append(x.shape) or fn(x), lr, 2, tile, overlap)
   assert len(set(calls)) == 1  # every tile has the same shape: one compilation
   assert tiled['sr'].shape == full['sr'].shape and tiled['steps'].shape == full['steps'].shape
   np.testing.assert_allclose(tiled['sr'], full['sr'], atol=1e-5)
@@ -54,7 +64,7 @@ def test_blending_is_smooth_where_tiles_disagree():
   def fn(x):
     return np.full((x.shape[0], x.shape[1] * 2, x.shape[2] * 2, 1), x[0, 0, 0, 0], np.float32)
 
-  out = infer.tiled_apply(fn, lr, 2, 16, 8)[..., 0][0, :, 0]
+  out = tiling.tiled_apply(fn, lr, 2, 16, 8)[..., 0][0, :, 0]
   assert np.all(np.diff(out) >= 0)
   assert np.max(np.diff(out)) <= 8 / (16 - 2 * 6) + 1e-5  # offsets differ by 8, ramp 4 px
   assert out[0] == 0 and out[-1] == 24
@@ -62,7 +72,7 @@ def test_blending_is_smooth_where_tiles_disagree():
 
 def test_tile_starts_cover_the_image():
   for n, tile, overlap in [(100, 32, 8), (33, 32, 8), (32, 32, 8), (5, 32, 8), (64, 16, 0)]:
-    starts = infer.tile_starts(n, tile, overlap)
+    starts = tiling.tile_starts(n, tile, overlap)
     t = min(tile, n)
     covered = np.zeros(n, bool)
     for s in starts:
@@ -75,13 +85,13 @@ def test_tile_starts_cover_the_image():
 def test_tiled_rejects_bad_arguments():
   lr = np.zeros((1, 20, 20, 3), np.float32)
   with pytest.raises(ValueError, match='overlap'):
-    infer.tiled_apply(_bicubic_fn(2), lr, 2, 8, 8)
+    tiling.tiled_apply(_bicubic_fn(2), lr, 2, 8, 8)
   with pytest.raises(ValueError, match='must be >= 0'):
-    infer.tiled_apply(_bicubic_fn(2), lr, 2, -1, 0)
+    tiling.tiled_apply(_bicubic_fn(2), lr, 2, -1, 0)
   with pytest.raises(ValueError, match=r'\[B, h, w, C\]'):
-    infer.tiled_apply(_bicubic_fn(2), lr[0], 2, 8, 2)
+    tiling.tiled_apply(_bicubic_fn(2), lr[0], 2, 8, 2)
   with pytest.raises(ValueError, match='spatial shape'):
-    infer.tiled_apply(lambda x: x, lr, 2, 8, 2)
+    tiling.tiled_apply(lambda x: x, lr, 2, 8, 2)
 
 
 def test_dihedral_inverse_and_self_ensemble():
@@ -89,16 +99,16 @@ def test_dihedral_inverse_and_self_ensemble():
   x = rng.random((1, 5, 7, 3)).astype(np.float32)
   shapes = set()
   for k in range(8):
-    shapes.add(infer.dihedral(x, k).shape)
-    np.testing.assert_array_equal(infer.dihedral_inverse(infer.dihedral(x, k), k), x)
+    shapes.add(inference.dihedral(x, k).shape)
+    np.testing.assert_array_equal(inference.dihedral_inverse(inference.dihedral(x, k), k), x)
   assert shapes == {(1, 5, 7, 3), (1, 7, 5, 3)}
-  assert len({infer.dihedral(x, k).tobytes() for k in range(8)}) == 8
+  assert len({inference.dihedral(x, k).tobytes() for k in range(8)}) == 8
 
   # Nearest-neighbour upscaling commutes with every flip/transpose: the ensemble changes nothing.
   def nearest(lr):
     return {'sr': np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2)}
 
-  np.testing.assert_allclose(infer.self_ensemble(nearest)(x)['sr'], nearest(x)['sr'], atol=1e-7)
+  np.testing.assert_allclose(inference.self_ensemble(nearest)(x)['sr'], nearest(x)['sr'], atol=1e-7)
 
   # A fn that ignores its input and returns a fixed pattern: the ensemble is the pattern averaged
   # over the 8 symmetries of the square, computed here by hand for a 2x2 output.
@@ -109,12 +119,12 @@ def test_dihedral_inverse_and_self_ensemble():
   sq = np.zeros((1, 1, 1, 1), np.float32)
   # Rows/columns flips and transposes of [[1,2],[3,4]]: corners 1 and 4 map onto each other and
   # onto 2 and 3, so every output pixel is the mean 2.5.
-  np.testing.assert_allclose(infer.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
+  np.testing.assert_allclose(inference.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
 
 
 def _d4(x, k, flip):
   """One of the 8 symmetries of the square on axes (-3, -2): mirror the columns (flip), then
-  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `infer.dihedral`."""
+  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `inference.dihedral`."""
   if flip:
     x = x[..., :, ::-1, :]
   return np.rot90(x, k, axes=(-3, -2))
@@ -143,7 +153,7 @@ def test_self_ensemble_averages_all_eight_transforms():
     per = [{k: _d4_inverse(v, k_rot, flip) for k, v in _lopsided(_d4(x, k_rot, flip)).items()}
            for flip in (False, True) for k_rot in range(4)]
     want = {k: np.mean([p[k] for p in per], axis=0) for k in ('sr', 'steps')}
-    got = infer.self_ensemble(_lopsided)(x)
+    got = inference.self_ensemble(_lopsided)(x)
     for k in ('sr', 'steps'):
       assert got[k].shape == want[k].shape
       np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)
@@ -154,12 +164,12 @@ def test_self_ensemble_averages_all_eight_transforms():
 
 def test_merge_model_config():
   saved = {'scale': 2, 'channels': 16, 'num_steps': 2, 'dtype': 'float32', 'remat': False}
-  got = infer.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
+  got = inference.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
   assert got == dict(saved, dtype='bfloat16')
   with pytest.raises(ValueError, match=r'channels=128 \(checkpoint has 16\).*num_steps=4'):
-    infer.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
+    inference.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
   with pytest.raises(ValueError, match=r'scale=4 \(checkpoint has 2\)'):
-    infer.merge_model_config(saved, {'scale': 4}, source='ck')
+    inference.merge_model_config(saved, {'scale': 4}, source='ck')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,7 +186,7 @@ TINY = helpers.TINY
 
 @pytest.fixture(scope='module')
 def tiny_fn(tiny_ckpt):
-  return infer.make_sr_fn(infer.load_model(tiny_ckpt))
+  return inference.make_sr_fn(inference.load_model(tiny_ckpt))
 
 
 def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtures_dir, tmp_path):
@@ -185,9 +195,9 @@ def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtur
   cfg = {k: int(z[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps')}
   sd = {k[len('sd/'):]: z[k] for k in z.files if k.startswith('sd/')}
   checkpoint.save_params(tmp_path, convert.torch_to_flax(sd, model_lib.DSSR(**cfg)), cfg)
-  loaded = infer.load_model(tmp_path / 'checkpoints')
+  loaded = inference.load_model(tmp_path / 'checkpoints')
   assert loaded.step == 0 and loaded.config == cfg
-  out = infer.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
+  out = inference.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
   np.testing.assert_allclose(out['sr'], z['output'].transpose(0, 2, 3, 1), atol=1e-5)
   np.testing.assert_allclose(out['steps'], z['outs'].transpose(0, 1, 3, 4, 2), atol=1e-5)
   np.testing.assert_allclose(out['details'], z['details'].transpose(0, 1, 3, 4, 2), atol=1e-5)
@@ -200,27 +210,27 @@ def test_tiled_network_matches_untiled(tiny_fn):
   bic = resize.bicubic_matrix(30, 60, False, 2)
   bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, lr, resize.bicubic_matrix(26, 52, False, 2))
   assert np.abs(full['sr'] - bic).max() > 0.02  # the network does more than bicubic here
-  tiled = infer.tiled_apply(tiny_fn, lr, 2, 16, 12)  # 4 tiles; each drops 4 px at inner edges
+  tiled = tiling.tiled_apply(tiny_fn, lr, 2, 16, 12)  # 4 tiles; each drops 4 px at inner edges
   for key in ('sr', 'steps', 'details'):
     assert tiled[key].shape == full[key].shape
     np.testing.assert_allclose(tiled[key], full[key], atol=1 / 255)
   # Without overlap the seams are visibly wrong: the agreement above is the blending's doing.
-  hard = infer.tiled_apply(tiny_fn, lr, 2, 15, 0)
+  hard = tiling.tiled_apply(tiny_fn, lr, 2, 15, 0)
   assert np.abs(hard['sr'] - full['sr']).max() > 1 / 255
 
 
 def test_load_model_rejects_mismatches(tiny_ckpt, tmp_path):
   with pytest.raises(ValueError, match=r'channels=16 \(checkpoint has 8\)'):
-    infer.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
-  assert infer.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16')).config['dtype'] == (
+    inference.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
+  assert inference.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16')).config['dtype'] == (
       'bfloat16')
   # A checkpoint whose meta lies about the network: caught by the parameter shapes.
   params, _, _ = checkpoint.load_params(tiny_ckpt)
   checkpoint.save_params(tmp_path, params, dict(TINY, recon_blocks=2))
   with pytest.raises(ValueError, match='do not fit the network'):
-    infer.load_model(tmp_path)
+    inference.load_model(tmp_path)
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    infer.load_model(tmp_path / 'nowhere')
+    inference.load_model(tmp_path / 'nowhere')
 
 
 def _write_inputs(d):
@@ -240,13 +250,12 @@ def _write_inputs(d):
   return rgba
 
 
-def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path, capsys):
+def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path):
   src, out = tmp_path / 'in', tmp_path / 'out'
   src.mkdir()
   rgba = _write_inputs(src)
-  status = infer.main([str(src), str(tmp_path / 'missing.png'), f'--checkpoint={tiny_ckpt}',
-                       f'--out={out}', '--jax_cache_dir=', '--save_details'])
-  err = capsys.readouterr().err
+  status, err = _infer(src, tmp_path / 'missing.png', f'--checkpoint={tiny_ckpt}', f'--out={out}',
+                       '--save_details')
   assert status == 1  # two inputs failed ...
   assert 'broken.png' in err and 'missing.png' in err  # ... reported by name ...
   expect = {'rgb_x2.png': 'RGB', 'grey_x2.png': 'L', 'rgba_x2.png': 'RGBA',
@@ -257,30 +266,31 @@ def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path, capsys):
   assert not (out / 'broken_x2.png').exists()
   # Alpha: PyTorch-bicubic upscaled input alpha, to 8-bit rounding.
   got_alpha = np.asarray(Image.open(out / 'rgba_x2.png'))[:, :, 3].astype(np.float32)
-  want = infer.upscale_alpha(rgba[:, :, 3] / np.float32(255), 2) * 255
+  want = inference.upscale_alpha(rgba[:, :, 3] / np.float32(255), 2) * 255
   assert np.abs(got_alpha - want).max() <= 0.5 + 1e-3
   # 16-bit stays 16-bit: more than 256 distinct levels survive.
   g16 = np.asarray(Image.open(out / 'grey16_x2.png'))
   assert g16.dtype in (np.uint16, np.int32) and len(np.unique(g16)) > 256
-  rgb16 = infer.read_native(out / 'rgb16_x2.tif')
+  rgb16 = imageio.read_native(out / 'rgb16_x2.tif')
   assert rgb16.bits == 16 and not rgb16.grey and rgb16.rgb.shape == (18, 22, 3)
   details = np.load(out / 'rgb_x2_details.npy')
   assert details.shape == (TINY['num_steps'], 18, 22, 3)
   assert (out / 'rgb_x2_detail_t2.png').exists()
 
 
-def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path, capsys):
+def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path):
   src, out = tmp_path / 'a.png', tmp_path / 'out'
   Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(src)
   out.mkdir()
   (out / 'a_x2.png').write_bytes(b'precious')
   lst = tmp_path / 'list.txt'
   lst.write_text('# inputs\na.png\n')
-  assert infer.main([str(lst), f'--checkpoint={tiny_ckpt}', f'--out={out}', '--jax_cache_dir=']) == 0
-  assert (out / 'a_x2.png').read_bytes() == b'precious'
-  assert 'skipped' in capsys.readouterr().err
-  assert infer.main([str(lst), f'--checkpoint={tiny_ckpt}', f'--out={out}', '--jax_cache_dir=', '--overwrite',
-                     '--tile=4', '--overlap=2']) == 0
+  status, err = _infer(lst, f'--checkpoint={tiny_ckpt}', f'--out={out}')
+  assert status == 0 and (out / 'a_x2.png').read_bytes() == b'precious'
+  assert 'skipped' in err
+  status, err = _infer(lst, f'--checkpoint={tiny_ckpt}', f'--out={out}', '--overwrite', '--tile=4',
+                       '--overlap=2')
+  assert status == 0, err
   with Image.open(out / 'a_x2.png') as im:
     assert im.size == (16, 16)
   assert not [p for p in out.iterdir() if p.name.startswith('.')]  # no temp files left
@@ -290,21 +300,22 @@ def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path, capsys):
 
 
 def test_cli_rejects_bad_flags(tiny_ckpt, tmp_path):
-  with pytest.raises(SystemExit):
-    infer.main([str(tmp_path), f'--checkpoint={tiny_ckpt}', f'--out={tmp_path}', '--tile=8',
-                '--overlap=8'])
-  with pytest.raises(SystemExit):
-    infer.main([f'--checkpoint={tiny_ckpt}', f'--out={tmp_path}'])
+  status, err = _infer(tmp_path, f'--checkpoint={tiny_ckpt}', f'--out={tmp_path}', '--tile=8',
+                       '--overlap=8')
+  assert status != 0 and '--overlap (8) must be smaller than --tile (8)' in err
+  status, err = _infer(f'--checkpoint={tiny_ckpt}', f'--out={tmp_path}')
+  assert status != 0 and 'give one or more input images' in err
+  assert 'Traceback' not in err
 
 
 def test_png16_colour_round_trip(tmp_path):
   rng = np.random.default_rng(7)
   for c in (1, 2, 3, 4):
     x = (rng.random((5, 6, c)) * 65535).astype(np.uint16)
-    infer.write_native(tmp_path / f'c{c}.png', x)
-    img = infer.read_native(tmp_path / f'c{c}.png')
+    imageio.write_native(tmp_path / f'c{c}.png', x)
+    img = imageio.read_native(tmp_path / f'c{c}.png')
     assert img.bits == 16 and img.grey == (c <= 2) and (img.alpha is not None) == (c in (2, 4))
-    back = infer.to_samples(img.rgb, img.alpha, img.grey, 16)
+    back = imageio.to_samples(img.rgb, img.alpha, img.grey, 16)
     np.testing.assert_array_equal(back, x)
 
 

@@ -1,4 +1,4 @@
-"""DSSR against the authors' network (fixture), parameter counts, scan vs unrolled, variants, errors."""
+"""DSSR against the authors' network (fixture), parameter counts, rolled vs unrolled, variants, errors."""
 
 import flax
 import jax
@@ -10,6 +10,7 @@ import helpers
 import reference
 
 from dssr_jax import convert
+from dssr_jax import fast
 from dssr_jax import losses
 from dssr_jax import model as model_lib
 
@@ -61,16 +62,18 @@ def tiny_x2():
   return model, helpers.random_params(model), lr
 
 
-def test_scan_equals_unrolled_loop_and_remat(tiny_x2):
+def test_rolled_scan_equals_unrolled_steps_and_remat(tiny_x2):
+  """The plain network runs the steps as a rolled scan; the faster executions unroll it, remat
+  recomputes it: same parameters, same outputs."""
   model, params, lr = tiny_x2
+  model = model.clone(execution=fast.PLAIN)
   ref = jax.jit(model.apply)({'params': params}, lr)
   assert ref['steps'].shape == ref['details'].shape == (3, 2, 12, 14, 3)
   np.testing.assert_allclose(ref['sr'], ref['steps'].mean(0), atol=1e-6)
   # The steps differ: the carry really moves between them.
   assert float(jnp.abs(ref['steps'][0] - ref['steps'][1]).max()) > 1e-4
-  for kw in (dict(unroll=True), dict(scan_unroll=False), dict(remat=True),
-             dict(unroll=True, remat=True), dict(scan_unroll=False, remat=True),
-             dict(up_impl='dilated', down_impl='space_to_depth')):
+  for kw in (dict(remat=True), dict(execution=fast.CPU), dict(execution=fast.ACCELERATOR),
+             dict(execution=fast.CPU, remat=True)):
     other = model.clone(**kw)
     assert jax.tree_util.tree_structure(_shapes(other, 6, 7)) == \
         jax.tree_util.tree_structure(params)
@@ -196,48 +199,3 @@ def test_remat_really_cuts_training_memory():
     grad = jax.jit(jax.grad(lambda p, m=model: losses.dssr_loss(m.apply(p, lr), lr, hr, scale=2)[0]))
     temp[remat] = grad.lower(params).compile().memory_analysis().temp_size_in_bytes
   assert temp[True] < 0.6 * temp[False], temp
-
-
-@pytest.mark.parametrize('scale,kw', [(2, {}), (3, dict(up_impl='subpixel')),
-                                      (4, dict(down_impl='space_to_depth', remat=True)),
-                                      (2, dict(channels=72))])
-def test_cpu_backward_equals_xla_gradients(scale, kw):
-  """The CPU's forms (its default backward and the explicit one, 1x1 convs as matmuls, at 72 channels the HR
-  modulation's first conv read through conv2, `layers.conv_of_conv`) give XLA's gradients through
-  the whole loss (every conv kind: 1x1, 3x3, the up phases, space-to-depth down; scan unrolled
-  and rolled under remat)."""
-  from dssr_jax import layers  # pylint: disable=g-import-not-at-top
-  model = model_lib.DSSR(scale=scale, **{**TINY, **kw})
-  params = helpers.random_params(model, seed=scale, h=6, w=5)
-  rng = np.random.default_rng(scale)
-  lr = jnp.asarray(rng.random((2, 6, 5, 3), np.float32))
-  hr = jnp.asarray(rng.random((2, 6 * scale, 5 * scale, 3), np.float32))
-
-  def loss(p, m):
-    return losses.dssr_loss(m.apply({'params': p}, lr), lr, hr, scale=scale)[0]
-
-  grads = {}  # the reference: XLA's backward of the plain network (no fold)
-  for impl, m in (('xla', model.clone(fold_detail_conv=False)), (None, model), ('explicit', model)):
-    with layers.conv_backward(impl):
-      grads[impl] = jax.jit(jax.grad(lambda p, m=m: loss(p, m)))(params)
-  for impl in (None, 'explicit'):
-    for path, a in flax.traverse_util.flatten_dict(grads['xla']).items():
-      b = flax.traverse_util.flatten_dict(grads[impl])[path]
-      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f'{impl} {path}')
-
-
-def test_cpu_backward_is_explicit_only_inside_rolled_loops(monkeypatch):
-  """On the CPU the convs take XLA's own gradients in the unrolled network and the loop-safe
-  explicit ones inside remat's rolled scan (`Down`'s backward, traced after the forward pass, too)."""
-  from dssr_jax import layers  # pylint: disable=g-import-not-at-top
-  seen = []
-  weight_grad, conv_backward = layers._weight_grad, layers.conv_backward  # pylint: disable=protected-access
-  monkeypatch.setattr(layers, '_weight_grad', lambda *a: seen.append('weight_grad') or weight_grad(*a))
-  monkeypatch.setattr(layers, 'conv_backward', lambda impl: seen.append(impl) or conv_backward(impl))
-  lr = jnp.ones((1, 4, 4, 3), jnp.float32)
-  for remat, expected in ((False, {'cpu'}), (True, {'explicit', 'weight_grad'})):
-    model = model_lib.DSSR(scale=2, remat=remat, **TINY)
-    params = helpers.random_params(model, seed=0, h=4, w=4)
-    seen.clear()
-    jax.grad(lambda p, m=model: m.apply({'params': p}, lr)['sr'].sum())(params)
-    assert set(seen) == expected, (remat, seen)

@@ -1,6 +1,9 @@
 """Figures: the numbers behind them, and the command writing each figure."""
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,14 @@ from dssr_jax import checkpoint
 from dssr_jax import model as model_lib
 from dssr_jax import plots
 from dssr_jax import resize
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _plots(*args):
+  """`python -m dssr_jax.plots ARGS` from the repo root."""
+  return subprocess.run([sys.executable, '-m', 'dssr_jax.plots', *map(str, args)], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
 
 TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=3)
 
@@ -43,7 +54,8 @@ def test_per_step_figure(tmp_path):
   report = {'results': [{'dataset': 'Set5', 'scale': 2, 'setting': 'gaussian8', 'method': 'dssr',
                          'per_step_psnr': [30.1, 30.8, 31.0], 'per_step_mean_psnr': [30.1, 30.6, 30.9]}]}
   (tmp_path / 'r.json').write_text(json.dumps(report))
-  assert plots.main(['steps', f'--report={tmp_path / "r.json"}', f'--out={tmp_path / "s.png"}']) == 0
+  done = _plots('steps', f'--report={tmp_path / "r.json"}', f'--out={tmp_path / "s.png"}')
+  assert done.returncode == 0, done.stderr[-2000:]
   assert _is_png(tmp_path / 's.png')
   with pytest.raises(ValueError, match='no per-step PSNR'):
     plots.plot_per_step_psnr({'results': [{'per_step_psnr': []}]}, tmp_path / 'x.png')
@@ -66,16 +78,18 @@ def test_details_and_crops_commands(tiny_ckpt, tmp_path):
   hr = (np.random.default_rng(2).random((30, 34, 3)) * 255).astype(np.uint8)
   Image.fromarray(hr).save(tmp_path / 'hr.png')
   Image.fromarray(hr[::-1]).save(tmp_path / 'hr2.png')
-  assert plots.main(['details', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
-                     f'--hr={tmp_path / "hr2.png"}', '--sigma=1.2',
-                     f'--out={tmp_path / "d.png"}']) == 0
+  done = _plots('details', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
+                f'--hr={tmp_path / "hr2.png"}', '--sigma=1.2', f'--out={tmp_path / "d.png"}')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'hr2 step 2: mean |d|' in done.stdout
   assert _is_png(tmp_path / 'd.png')
-  assert plots.main(['crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
-                     '--sigma=1.2', '--box=4,6,20', f'--out={tmp_path / "c.png"}']) == 0
+  done = _plots('crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}', '--sigma=1.2',
+                '--box=4,6,20', f'--out={tmp_path / "c.png"}')
+  assert done.returncode == 0, done.stderr[-2000:]
   assert _is_png(tmp_path / 'c.png')
-  with pytest.raises(ValueError, match='does not fit'):
-    plots.main(['crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
-                '--sigma=1.2', '--box=20,20,20', f'--out={tmp_path / "c2.png"}'])
-  with pytest.raises(SystemExit):
-    plots.main(['crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
-                '--sigma=1.2', '--box=4,6', f'--out={tmp_path / "c3.png"}'])
+  for box, message in (('20,20,20', 'does not fit in the 30x34 HR image'),
+                       ('4,6', '--box must be Y,X,SIZE')):
+    done = _plots('crops', f'--checkpoint={tiny_ckpt}', f'--hr={tmp_path / "hr.png"}',
+                  '--sigma=1.2', f'--box={box}', f'--out={tmp_path / "c2.png"}')
+    assert done.returncode != 0 and message in done.stderr and 'Traceback' not in done.stderr
+  assert not (tmp_path / 'c2.png').exists()

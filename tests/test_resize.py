@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dssr_jax import fast
 from dssr_jax import resize
 
 
@@ -102,21 +103,21 @@ def test_symmetry_and_separability():
 
 
 @pytest.mark.parametrize('h,w', [(1, 3), (2, 5), (9, 4)])
-def test_banded_application_equals_dense_matrices(h, w):
-  """The 4-tap gather form (and its dense fallback for inputs shorter than 4) is the matrix product."""
+def test_dense_and_banded_application_equal_the_matrix_product(h, w):
+  """`resize_with` (the plain form) and `fast.banded_resize` (4-tap gathers) are the matrix product
+  in float64, inputs shorter than the 4 taps included."""
   rng = np.random.default_rng(h * w)
   x = rng.random((1, h, w, 2)).astype(np.float32)
-  for scale in (2, 3):
-    mh = resize.bicubic_matrix(h, h * scale, False, scale)
-    mw = resize.bicubic_matrix(w, w * scale, False, scale)
-    dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, x.astype(np.float64))
-    np.testing.assert_allclose(resize.torch_bicubic_up(jnp.asarray(x), scale), dense, atol=1e-6)
   xd = rng.random((1, 4 * h, 3 * w, 2)).astype(np.float32)
-  mh, mw = resize.bicubic_matrix(4 * h, 2 * h, True), resize.bicubic_matrix(3 * w, w, True)
-  dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, xd.astype(np.float64))
-  for form in (False, True):  # banded gathers (CPU default) and matmuls (GPU default)
-    np.testing.assert_allclose(resize.resize_with(jnp.asarray(xd), mh, mw, dense=form), dense,
-                               atol=1e-6)
+  cases = [(x, resize.bicubic_matrix(h, h * s, False, s), resize.bicubic_matrix(w, w * s, False, s))
+           for s in (2, 3)]
+  cases.append((xd, resize.bicubic_matrix(4 * h, 2 * h, True), resize.bicubic_matrix(3 * w, w, True)))
+  for inp, mh, mw in cases:
+    dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, inp.astype(np.float64))
+    for form in (resize.resize_with, fast.banded_resize):
+      np.testing.assert_allclose(form(jnp.asarray(inp), mh, mw), dense, atol=1e-6)
+  np.testing.assert_allclose(resize.torch_bicubic_up(jnp.asarray(x), 2),
+                             np.einsum('ph,qw,bhwc->bpqc', *cases[0][1:], x), atol=1e-6)
 
 
 def test_bad_inputs():
@@ -132,14 +133,14 @@ def test_bad_inputs():
 def test_banded_gradient_is_the_transposed_matrix(scale):
   """The gathers' custom gradient (a band of m^T) is exactly m^T applied to the cotangent."""
   rng = np.random.default_rng(scale)
-  for fn, (h, w) in ((resize.torch_bicubic_up, (7, 9)), (resize.torch_bicubic_down, (25, 19))):
+  for up, (h, w) in ((True, (7, 9)), (False, (25, 19))):
     x = jnp.asarray(rng.random((2, h, w, 3), np.float32))
-    y, vjp = jax.vjp(lambda x: fn(x, scale, False), x)
-    ct = rng.standard_normal(y.shape)
-    if fn is resize.torch_bicubic_up:
+    if up:
       mh = resize.bicubic_matrix(h, h * scale, False, scale)
       mw = resize.bicubic_matrix(w, w * scale, False, scale)
     else:
       mh, mw = resize.bicubic_matrix(h, h // scale, True), resize.bicubic_matrix(w, w // scale, True)
+    y, vjp = jax.vjp(lambda x: fast.banded_resize(x, mh, mw), x)
+    ct = rng.standard_normal(y.shape)
     want = np.einsum('ph,qw,bpqc->bhwc', mh, mw, ct)
     np.testing.assert_allclose(vjp(jnp.asarray(ct, jnp.float32))[0], want, atol=1e-5)

@@ -1,5 +1,9 @@
 """Gaussian8 and DIV2KRK: counts, sizes, determinism, caching, the shipped DIV2KRK sample."""
 
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -8,6 +12,8 @@ from dssr_jax import imageio
 from dssr_jax import imresize
 from dssr_jax import metrics
 from dssr_jax import testsets
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope='module')
@@ -158,9 +164,12 @@ def test_make_div2krk_roundtrip(tmp_path):
   assert testsets.make_div2krk(hr_dir, tmp_path / 'a', seed=3) == 2
   testsets.make_div2krk(hr_dir, tmp_path / 'b', seed=3)
   testsets.make_div2krk(hr_dir, tmp_path / 'c', seed=4)
-  with pytest.raises(FileExistsError, match='overwrite'):
-    testsets.main([f'--hr_dir={hr_dir}', f'--out_dir={tmp_path / "a"}', '--seed=3'])
-  testsets.main([f'--hr_dir={hr_dir}', f'--out_dir={tmp_path / "d"}', '--seed=3', '--scales=2'])
+  cli = lambda *a: subprocess.run([sys.executable, '-m', 'dssr_jax.testsets', 'div2krk', *a],
+                                  cwd=REPO, capture_output=True, text=True, timeout=300)
+  done = cli(f'--hr_dir={hr_dir}', f'--out_dir={tmp_path / "a"}', '--seed=3')
+  assert done.returncode != 0 and 'overwrite' in done.stderr and 'Traceback' not in done.stderr
+  done = cli(f'--hr_dir={hr_dir}', f'--out_dir={tmp_path / "d"}', '--seed=3', '--scales=2')
+  assert done.returncode == 0, done.stderr[-2000:]
   # Kernels depend on (seed, image, scale) only; HR is modcropped to 2 instead of lcm(2, 4) = 4.
   d, a = next(testsets.div2krk(tmp_path / 'd', 2)), next(testsets.div2krk(tmp_path / 'a', 2))
   np.testing.assert_array_equal(d.kernel, a.kernel)

@@ -69,7 +69,7 @@ def test_validator_scores_the_network_on_each_images_gaussian8_lr(benchmark_dir,
     lr = np.round(np.clip(lr, 0, 1) * 255) / np.float32(255)
     sr = np.asarray(apply(state.params, lr[None].astype(np.float32))['sr'][0])
     srs.append(sr)
-    psnrs.append(metrics.psnr_y(validation.to_uint8(sr), hr, crop=2))
+    psnrs.append(metrics.psnr_y(imageio.to_uint8(sr), hr, crop=2))
   assert scores['val/psnr'] == pytest.approx(np.mean(psnrs), abs=1e-6)
   # A freshly initialised network adds random detail to bicubic (about 15 dB on this crop), but the
   # two sigmas' LR images still score apart.

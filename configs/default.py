@@ -27,7 +27,7 @@ def get_model_config() -> ml_collections.ConfigDict:
   m.modulation = 'affine'
   # Where the modulation acts (paper Table III): 'both' (default), 'hr' (HR side only), 'lr' (LR only).
   m.affine_on = 'both'
-  # Follow the paper's text instead of the released code where they differ (DESIGN.md section 1,
+  # Follow the paper's text instead of the released code where they differ (docs/design.md section 1,
   # rows P1-P3): feed conv1(x) to every step, an LR detail branch from the bicubic-downsampled
   # 3-channel detail map, and `+ F_in` in the LR modulation. False reproduces the released code.
   m.paper_text = False
@@ -35,7 +35,7 @@ def get_model_config() -> ml_collections.ConfigDict:
 
 
 def get_train_config() -> ml_collections.ConfigDict:
-  """The training recipe (DESIGN.md section 2; train.py). Owned by the training code."""
+  """The training recipe (docs/design.md section 2; train.py). Owned by the training code."""
   t = ml_collections.ConfigDict()
   t.num_steps = 480_000  # Optimiser steps (paper: 480k).
   t.batch_size = 8  # Global batch over all processes and devices; must divide by the device count.
@@ -63,7 +63,7 @@ def get_train_config() -> ml_collections.ConfigDict:
 
 
 def get_data_config() -> ml_collections.ConfigDict:
-  """Training data and its on-the-fly degradation (DESIGN.md 2-3; dssr_jax/input_pipeline.py)."""
+  """Training data and its on-the-fly degradation (docs/design.md sections 2-3; dssr_jax/input_pipeline.py)."""
   d = ml_collections.ConfigDict()
   # Where HR images come from: 'embedded' (the photos in the scikit-image wheel, no download;
   # demo/tests), 'folders' (image files under `folders`, recursive) or 'tfds' (a TFDS dataset

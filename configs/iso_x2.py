@@ -1,4 +1,4 @@
-r"""Setting 1 (isotropic Gaussian blur, bicubic down), x2: the paper's recipe (DESIGN.md sections 2-3).
+r"""Setting 1 (isotropic Gaussian blur, bicubic down), x2: the paper's recipe (docs/design.md sections 2-3).
 
   python train.py --config=configs/iso_x2.py --workdir=workdirs/iso_x2
 

@@ -1,4 +1,4 @@
-"""Blur kernels, blur, downsampling and noise: the degradations of DESIGN.md section 3.
+"""Blur kernels, blur, downsampling and noise: the degradations of docs/design.md section 3.
 
 Every operation exists twice with the same definition: numpy in float64 (test sets, offline
 generation) and tensorflow in float32 (`*_tf`, inside tf.data); tests/test_degrade.py holds them to
@@ -135,7 +135,7 @@ def x4_kernel(k: np.ndarray) -> np.ndarray:
 
 
 def sample_anisotropic_params(rng: np.random.Generator, size: int = ANISO_SIZE):
-  """(sigma_x, sigma_y, theta, noise) drawn as DESIGN.md setting 2 says."""
+  """(sigma_x, sigma_y, theta, noise) drawn as docs/design.md section 3, setting 2 says."""
   sx, sy = rng.uniform(*ANISO_SIGMA, size=2)
   theta = rng.uniform(-np.pi, np.pi)
   noise = rng.uniform(0.0, ANISO_NOISE, size=(size, size))

@@ -1,6 +1,6 @@
 """Scoring a network (or bicubic) on the benchmark protocols: tables, JSON and CSV.
 
-`evaluate` runs one method over datasets x scales under Gaussian8 or DIV2KRK (DESIGN.md section 4)
+`evaluate` runs one method over datasets x scales under Gaussian8 or DIV2KRK (docs/design.md section 4)
 on full images and returns the report `eval.py` prints and writes:
 
   {"results": [{"dataset", "scale", "setting", "method", "psnr", "ssim", "per_step_psnr",
@@ -42,7 +42,7 @@ DIV2KRK_SCALES = (2, 4)
 class EvalOptions:
   """How images are run and scored (the same for every dataset and scale of one report)."""
   setting: str = 'gaussian8'
-  grey_as_y: bool = False  # MATLAB's Y for greyscale HR files (DESIGN.md section 4).
+  grey_as_y: bool = False  # MATLAB's Y for greyscale HR files (docs/design.md section 4).
   self_ensemble: bool = False
   tile: int = 0  # 0: full images, as the published protocol does.
   overlap: int = 32

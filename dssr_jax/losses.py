@@ -1,4 +1,4 @@
-"""The DSSR training loss (DESIGN.md section 2), as the authors' training code computes it."""
+"""The DSSR training loss (docs/design.md section 2), as the authors' training code computes it."""
 
 from typing import Mapping
 

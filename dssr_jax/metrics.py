@@ -1,4 +1,4 @@
-"""Y-channel PSNR and SSIM as the blind-SR literature computes them (DESIGN.md section 4).
+"""Y-channel PSNR and SSIM as the blind-SR literature computes them (docs/design.md section 4).
 
 Both take uint8 RGB images (SR already clipped and rounded to 8 bits), convert to BT.601
 studio-range Y as a float in [16, 235] (not rounded), crop `crop` pixels from every border and

@@ -7,7 +7,7 @@ r"""Figures: per-step PSNR (paper Table IV / Fig. 8), detail maps per step (Fig.
       --box=Y,X,SIZE --out=docs/crops.png
 
 `steps` reads an eval.py JSON; `details` and `crops` degrade the HR images with the Gaussian8
-blur + MATLAB-bicubic downsampling at the given sigma (DESIGN.md section 4) and run the network.
+blur + MATLAB-bicubic downsampling at the given sigma (docs/design.md section 4) and run the network.
 Data and drawing are separate functions, so the numbers behind a figure can be checked alone.
 """
 
@@ -106,7 +106,7 @@ def detail_stats(details: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
 
   Returns:
     'mean_abs': mean |d_t| per step; 'l1_to_true': mean |d_t - (HR - bic(LR))| per step, the
-    distance to the detail the training loss pulls each map towards (DESIGN.md section 2).
+    distance to the detail the training loss pulls each map towards (docs/design.md section 2).
   """
   true = hr.astype(np.float32) / 255 - torch_bicubic_up(lr / np.float32(255), scale)
   d = np.asarray(details, np.float32)

@@ -1,10 +1,10 @@
 """Blind-SR test sets: Gaussian8 from any HR folder, DIV2KRK (loader and generator).
 
-Gaussian8 (IKC's protocol, DESIGN.md section 4): every HR image modcropped to a multiple of s, eight
+Gaussian8 (IKC's protocol, docs/design.md section 4): every HR image modcropped to a multiple of s, eight
 isotropic 21x21 kernels with sigma = linspace(lo, hi, 8) per scale, MATLAB bicubic downsampling,
 LR clipped and rounded to 8 bits. No randomness: the set is a pure function of the HR files.
 
-DIV2KRK (KernelGAN, DESIGN.md section 3 setting 2) in its public layout: `gt/img_N_gt.png`,
+DIV2KRK (KernelGAN, docs/design.md section 3 setting 2) in its public layout: `gt/img_N_gt.png`,
 `lr_x{2,4}/im_N.png`, `gt_k_x{2,4}/kernel_N.mat` (MATLAB key `Kernel`). `make_div2krk` writes a
 set of the same kind from any HR folder with a fixed seed.
 
@@ -38,7 +38,7 @@ class Record:
     sigma: the Gaussian8 kernel width, None for DIV2KRK.
     hr: uint8 HxWx3, modcropped so that its size is `scale` times the LR size.
     lr: uint8 (H/s)x(W/s)x3.
-    grey: the HR file was greyscale (metrics may then use `grey_as_y`, DESIGN.md section 4).
+    grey: the HR file was greyscale (metrics may then use `grey_as_y`, docs/design.md section 4).
     kernel: the blur kernel (float64), for DIV2KRK; None for Gaussian8 (it is `sigma`'s).
   """
   name: str

@@ -50,7 +50,7 @@ def small_data(benchmark_dir, tmp_path_factory):
 
 
 def test_bicubic_reproduces_the_protocol_anchors(benchmark_dir):
-  # DESIGN.md section 4: MATLAB-bicubic down then up, no blur, on the shipped Set5: 33.68 dB (x2)
+  # docs/design.md section 4: MATLAB-bicubic down then up, no blur, on the shipped Set5: 33.68 dB (x2)
   # and 28.43 dB (x4). The records are built here from imresize alone, not by testsets.
   for scale, anchor in ((2, 33.68), (4, 28.43)):
     recs = []

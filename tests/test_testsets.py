@@ -46,7 +46,7 @@ def test_gaussian8_is_deterministic_and_cached(tmp_path):
   assert len(first) == 16 and len(list((tmp_path / 'cache' / 'gaussian8_x3').glob('*.png'))) == 16
   assert [r.grey for r in first[::8]] == [False, True]
   assert first[0].hr.shape == (36, 42, 3) and first[0].lr.shape == (12, 14, 3)
-  # The LR is the blur + MATLAB bicubic down of DESIGN.md, rounded.
+  # The LR is the blur + MATLAB bicubic down of docs/design.md, rounded.
   want = degrade.quantize(degrade.bicubic_down(
       degrade.blur(first[3].hr / 255.0, degrade.isotropic_kernel(first[3].sigma)), 3))
   np.testing.assert_array_equal(first[3].lr, want)

@@ -1,7 +1,10 @@
-"""The training loop: data, resumable orbax checkpoints, clu metrics, validation, preemption."""
+"""The training loop: data, resumable orbax checkpoints, clu metrics, validation, preemption.
+
+The workdir, `config.data.folders` and `config.train.val_dir` may be local paths or URLs
+(gs://, ...) that etils.epath / tf.io.gfile understand.
+"""
 
 import os
-import pathlib
 import signal
 import time
 from typing import Any
@@ -9,6 +12,7 @@ from typing import Any
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
+from dssr_jax import imageio
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
 
@@ -54,11 +59,11 @@ def check_config(config: ml_collections.ConfigDict,
   if config.train.keep_checkpoints < 1:
     raise ValueError('config.train.keep_checkpoints must be at least 1, got '
                      f'{config.train.keep_checkpoints}')
-  if config.train.val_dir and not pathlib.Path(config.train.val_dir).is_dir():
+  if config.train.val_dir and not epath.Path(config.train.val_dir).is_dir():
     raise FileNotFoundError(f'config.train.val_dir={config.train.val_dir!r} is not a folder')
 
 
-def create_checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+def create_checkpoint_manager(workdir: epath.Path, keep: int) -> ocp.CheckpointManager:
   """`workdir/checkpoints/<step>/{params,opt_state,meta}`: the last `keep` plus the best val PSNR."""
   policies = ocp.checkpoint_managers
   policy = policies.AnyPreservationPolicy([
@@ -222,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   from dssr_jax import validation  # pylint: disable=g-import-not-at-top
 
   check_config(config)
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = imageio.absolute(workdir)
   tc = config.train
   mesh = train_lib.create_mesh()
   local_batch = train_lib.check_batch_size(tc.batch_size, mesh)
@@ -243,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   step = int(state.step)
 
   writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+      str(workdir), just_logging=jax.process_index() > 0, asynchronous=False)
   if step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
 

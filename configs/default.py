@@ -56,6 +56,11 @@ def get_train_config() -> ml_collections.ConfigDict:
   t.val_dir = ''
   t.val_images = 2
   t.val_sigmas = 2  # How many of the eight Gaussian8 kernel widths (spread over the range).
+  # Start from these weights instead of a random init ('' = random): a workdir (its latest
+  # checkpoint), a checkpoints/<step> folder, or the output of `python -m dssr_jax.convert`. The
+  # network must be the same (model fields); the run gets a fresh optimizer state, step 0 and its
+  # own workdir. A run resuming from its own checkpoint ignores it. Local path or URL (gs://...).
+  t.init_from = ''
   t.max_bad_steps = 20  # Stop after this many consecutive steps with a non-finite loss or gradient.
   t.profile_steps = 0  # >0: capture a profiler trace of this many steps once, after warm-up.
   t.distributed = False  # Call jax.distributed.initialize() (multi-host; settings auto-detected).

@@ -4,10 +4,10 @@ r"""Super-resolves your own images with a DSSR checkpoint.
       [--tile=256 --overlap=32] [--self_ensemble] [--save_details] [--overwrite]
 
 Inputs are image files (PNG, JPEG, TIFF, WebP, BMP, GIF), folders (their image files) and .txt/.lst
-lists of paths (one a line, relative to the list, '#' comments); inputs, lists, --checkpoint and --out
-may be local or URLs (gs://...). Each output is
-OUT/<name>_x<scale>.png (.tif for TIFF inputs): greyscale stays greyscale, alpha is kept (upscaled
-with bicubic), 16-bit input gives 16-bit output. Existing outputs are kept unless --overwrite.
+lists of paths (one a line, relative to the list, '#' comments); inputs, lists, --checkpoint and
+--out may be local or URLs (gs://...). Each output is OUT/<name>_x<scale>.png (.tif for TIFF
+inputs): greyscale stays greyscale, alpha is kept (upscaled with bicubic), 16-bit input gives 16-bit
+output. Existing outputs are kept unless --overwrite.
 The library behind it is `dssr_jax.inference`.
 """
 

@@ -20,13 +20,14 @@ and flips (drawn per visit, row r), the kernel and the noise (TF stateless ops s
 The graph holds no Python for the 'embedded' and 'folders' sources: images are decoded by tf.io
 inside tf.data (no GIL), and a script that leaves its iterator alive at exit still exits. HR
 sources: the photos inside the scikit-image wheel ('embedded', in memory, no download), folders of
-image files ('folders', recursive, several mixed, local or URLs such as gs://; tf.io reads both) or a TFDS dataset ('tfds', random access through
-`tfds.data_source`, i.e. prepared in array_record format; read by Python, see `_ExitGuard`). Odd
-files are handled on the way in: grey/RGBA/palette/16-bit become 8-bit RGB as `imageio.read_image`
-makes them; files whose header is unreadable, truncated files and formats tf.io cannot decode
-(TIFF) are skipped at the scan with a warning naming them; images smaller than the crop are
-skipped with a logged count; a file that fails to decode later is replaced by a deterministic draw
-of another image (depending on (seed, v) only) and named on stderr.
+image files ('folders', recursive, several mixed, local or URLs such as gs://; tf.io reads both) or
+a TFDS dataset ('tfds', random access through `tfds.data_source`, i.e. prepared in array_record
+format; read by Python, see `_ExitGuard`). Odd files are handled on the way in:
+grey/RGBA/palette/16-bit become 8-bit RGB as `imageio.read_image` makes them; files whose header is
+unreadable, truncated files and formats tf.io cannot decode (TIFF) are skipped at the scan with a
+warning naming them; images smaller than the crop are skipped with a logged count; a file that fails
+to decode later is replaced by a deterministic draw of another image (depending on (seed, v) only)
+and named on stderr.
 """
 
 import atexit

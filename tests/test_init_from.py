@@ -59,8 +59,8 @@ for job in json.loads(sys.argv[3]):
   except Exception as e:  # pylint: disable=broad-except
     record['error'] = f'{type(e).__name__}: {e}'
   else:
-    np.savez(job['out'] + '.npz', **{jax.tree_util.keystr(p): v
-                                        for p, v in jax.tree_util.tree_leaves_with_path(out['params'])})
+    leaves = jax.tree_util.tree_leaves_with_path(out['params'])
+    np.savez(job['out'] + '.npz', **{jax.tree_util.keystr(p): v for p, v in leaves})
   record['log'] = '\n'.join(messages)
   records.append(record)
 print(json.dumps(records))

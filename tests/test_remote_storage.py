@@ -351,6 +351,7 @@ def test_convert_output_and_image_files_on_gs(gcs):
   np.testing.assert_array_equal(imageio.to_samples(back.rgb, None, False, 16), deep)
   imageio.write_text(f'{root}/files/t.json', '{"a": 1}\n')
   assert _objects(env, f'{root}/files/t.json') == {'files/t.json': b'{"a": 1}\n'}
+  assert not os.path.exists('gs:')  # nothing went to a local folder
 
 
 def _leaves(tree) -> dict:

@@ -1,8 +1,10 @@
 r"""Trains DSSR: `python train.py --config=configs/iso_x2.py --workdir=DIR`.
 
-Resumes from the latest checkpoint in DIR; SIGTERM/SIGINT saves one and exits. Override any config
-field on the command line, e.g. `--config.train.batch_size=16`. Multi-host (one process per host,
-TPU/SLURM settings auto-detected by JAX): add `--distributed` or `--config.train.distributed=True`.
+DIR may be local or a URL (gs://bucket/run). Resumes from the latest checkpoint in DIR;
+SIGTERM/SIGINT saves one and exits. Override any config field on the command line, e.g.
+`--config.train.batch_size=16`. Multi-host (one process per host, TPU/SLURM settings
+auto-detected by JAX; every process must see the same DIR): add `--distributed` or
+`--config.train.distributed=True`.
 """
 
 import sys
@@ -18,7 +20,8 @@ from dssr_jax import cli
 from dssr_jax import train_loop
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Checkpoints and TensorBoard files go here.', required=True)
+flags.DEFINE_string('workdir', None, 'Checkpoints and TensorBoard files go here (local or '
+                    'gs://...).', required=True)
 flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() first (multi-host).')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (else auto-detected).')
 flags.DEFINE_integer('num_processes', None, 'Process count (else auto-detected).')

@@ -52,10 +52,15 @@ def get_train_config() -> ml_collections.ConfigDict:
   t.keep_checkpoints = 3  # The last K checkpoints are kept, plus the best by validation PSNR.
   # Validation at every checkpoint: Gaussian8 at the training scale on the first `val_images` HR
   # images of `val_dir` ('' turns it off); its Y-PSNR picks the best checkpoint, which is kept.
-  # A relative path is relative to the working directory.
+  # A relative path is relative to the working directory; a URL (gs://...) works too.
   t.val_dir = ''
   t.val_images = 2
   t.val_sigmas = 2  # How many of the eight Gaussian8 kernel widths (spread over the range).
+  # Start from these weights instead of a random init ('' = random): a workdir (its latest
+  # checkpoint), a checkpoints/<step> folder, or the output of `python -m dssr_jax.convert`. The
+  # network must be the same (model fields); the run gets a fresh optimizer state, step 0 and its
+  # own workdir. A run resuming from its own checkpoint ignores it. Local path or URL (gs://...).
+  t.init_from = ''
   t.max_bad_steps = 20  # Stop after this many consecutive steps with a non-finite loss or gradient.
   t.profile_steps = 0  # >0: capture a profiler trace of this many steps once, after warm-up.
   t.distributed = False  # Call jax.distributed.initialize() (multi-host; settings auto-detected).
@@ -70,8 +75,8 @@ def get_data_config() -> ml_collections.ConfigDict:
   # prepared in array_record format, read with random access).
   d.source = 'embedded'
   d.embedded_holdout = True  # Leave input_pipeline.EMBEDDED_HOLDOUT out of embedded training.
-  # One or more folders, mixed (e.g. ('DIV2K_train_HR', 'Flickr2K_HR') for the paper). A missing
-  # folder is an error naming it.
+  # One or more folders, mixed (e.g. ('DIV2K_train_HR', 'Flickr2K_HR') for the paper), local or
+  # URLs (gs://bucket/DIV2K_train_HR). A missing folder is an error naming it.
   d.folders = ()
   d.tfds_name = 'div2k/bicubic_x2'  # DIV2K; its 'hr' images are the same at every bicubic_xN.
   d.tfds_split = 'train'

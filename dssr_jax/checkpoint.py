@@ -3,25 +3,28 @@
 A checkpoint is an orbax step directory `<root>/checkpoints/<step>/` holding at least two items:
 `params` (the network's parameter tree) and `meta` (JSON; `meta['model']` is the model config the
 params belong to). Training adds `opt_state` and more `meta` keys; conversion of the authors'
-weights writes only the two. Eval and inference load any of them with `load_params`.
+weights writes only the two. Eval and inference load any of them with `load_params`. Paths may
+be local or URLs (gs://, ...; etils.epath).
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
 from typing import Any, Mapping
 
+from etils import epath
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dssr_jax import imageio
+
 CHECKPOINTS = 'checkpoints'
 
 
-def _resolve(path: os.PathLike | str, step: int | None) -> tuple[pathlib.Path, int | None]:
+def _resolve(path: os.PathLike | str, step: int | None) -> tuple[epath.Path, int | None]:
   """Maps a workdir, its checkpoints/ folder or one checkpoints/<step> folder to (root, step)."""
-  path = pathlib.Path(path).expanduser().absolute()
+  path = imageio.absolute(path)
   if not path.exists():
     raise FileNotFoundError(f'checkpoint path {path} does not exist')
   if (path / CHECKPOINTS).is_dir():
@@ -33,7 +36,7 @@ def _resolve(path: os.PathLike | str, step: int | None) -> tuple[pathlib.Path, i
   return path, step
 
 
-def _read_only_manager(root: pathlib.Path) -> ocp.CheckpointManager:
+def _read_only_manager(root: epath.Path) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
       root,
       options=ocp.CheckpointManagerOptions(read_only=True, create=False),
@@ -41,12 +44,12 @@ def _read_only_manager(root: pathlib.Path) -> ocp.CheckpointManager:
 
 
 def save_params(directory: os.PathLike | str, params: Any, model_config: Mapping[str, Any],
-                step: int = 0, overwrite: bool = False) -> pathlib.Path:
+                step: int = 0, overwrite: bool = False) -> epath.Path:
   """Writes `params` and `{'model': model_config}` to `directory/checkpoints/<step>/`.
 
   Refuses to replace an existing checkpoint of that step unless `overwrite` is set.
   """
-  root = pathlib.Path(directory).expanduser().absolute() / CHECKPOINTS
+  root = imageio.absolute(directory) / CHECKPOINTS
   target = root / str(step)
   if target.exists():
     if not overwrite:

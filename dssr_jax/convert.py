@@ -2,8 +2,9 @@ r"""The authors' PyTorch state dict <-> dssr_jax params, and a command for relea
 
   python -m dssr_jax.convert --pth=AUTHORS.pth --out=WORKDIR --scale=N [--num_steps=4]
 
-writes WORKDIR/checkpoints/0 (params and the model config, `dssr_jax.checkpoint.save_params`),
-which eval.py and `python -m dssr_jax.infer` load. It never replaces an existing checkpoint.
+writes WORKDIR/checkpoints/0 (params and the model config, `dssr_jax.checkpoint.save_params`;
+WORKDIR may be a URL, gs://...), which eval.py, `python -m dssr_jax.infer` and
+`config.train.init_from` load. It never replaces an existing checkpoint.
 torch is imported only to read the .pth file.
 """
 

@@ -7,10 +7,10 @@ Writes `WORKDIR/demo/results.json` (per image and sigma), `WORKDIR/demo/comparis
 """
 
 import json
-import pathlib
 
 from absl import app
 from absl import flags
+from etils import epath
 import numpy as np
 
 from dssr_jax import imageio
@@ -63,9 +63,8 @@ def table(rows: list[dict]) -> str:
 def report(workdir) -> dict:
   loaded = inference.load_model(workdir)
   scale = loaded.config['scale']
-  out = pathlib.Path(workdir) / 'demo'
+  out = epath.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'
-  hr_dir.mkdir(parents=True, exist_ok=True)
   input_pipeline.write_embedded_holdout(hr_dir)
   rows = evaluate(loaded, hr_dir)
   mid = [r for r in rows if r['name'] == rows[0]['name']]
@@ -79,7 +78,7 @@ def report(workdir) -> dict:
       'rows': [{k: v for k, v in r.items() if k != 'images'} for r in rows],
       'comparison': f'{mid["name"]} at sigma {mid["sigma"]:.2f}: LR | bicubic | DSSR | HR',
   }
-  (out / 'results.json').write_text(json.dumps(summary, indent=1))
+  imageio.write_text(out / 'results.json', json.dumps(summary, indent=1))
   text = table(rows)
   print(f'Held-out embedded photos, Gaussian8 x{scale} (Y-PSNR, crop {scale}):')
   print(text)

@@ -3,22 +3,29 @@
 Two views of a file: `read_image` gives uint8 HxWx3 RGB, what training and the metrics want
 (greyscale replicated, alpha dropped, 16-bit scaled to 8; `ImageInfo` says what the file was, so a
 protocol can treat greyscale originals its own way, docs/design.md section 4). `read_native`
-keeps what inference must give back: greyscale, alpha and 16-bit samples. Writes are atomic (a
-temporary file renamed into place), so an interrupted write never leaves a truncated file nor
-destroys an existing one. numpy and Pillow only (tensorflow for 16-bit colour PNGs, imported
-only for them).
+keeps what inference must give back: greyscale, alpha and 16-bit samples. Writes are atomic, so
+an interrupted write never leaves a truncated file nor destroys an existing one: the content is
+encoded in memory, then lands in one piece (locally a temporary file renamed into place; in
+object storage one upload, which appears whole or not at all).
+
+Every path may also be a URL that etils.epath understands (gs://, s3://, ...; through
+tf.io.gfile when TensorFlow is installed). numpy, Pillow and etils only (tensorflow for 16-bit
+colour PNGs and URLs, imported only for them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
+import re
 import struct
 import tempfile
 import zlib
-from typing import Callable, Tuple, Union
+from typing import BinaryIO, Callable, Tuple, Union
 
+from etils import epath
 import numpy as np
 from PIL import Image
 
@@ -40,6 +47,20 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 # Files.
 
 
+_URL = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
+
+
+def is_url(path: PathLike) -> bool:
+  """True for gs://, s3://, ... paths (never to be passed through pathlib, os or open())."""
+  return bool(_URL.match(os.fspath(path)))
+
+
+def absolute(path: PathLike) -> epath.Path:
+  """`path` as an epath.Path: a local one made absolute (`~` expanded), a URL unchanged."""
+  path = epath.Path(path)
+  return path if is_url(path) else epath.Path(pathlib.Path(path).expanduser().absolute())
+
+
 def is_image_file(path: PathLike) -> bool:
   return str(path).lower().endswith(IMAGE_EXTENSIONS)
 
@@ -47,9 +68,21 @@ def is_image_file(path: PathLike) -> bool:
 def list_images(directory: PathLike, recursive: bool = False) -> list:
   """Image files in `directory` (sorted, so every run sees the same order).
 
+  Local folders give pathlib.Path objects, URLs epath.Path ones. Object stores have no recursive
+  glob: there `recursive` walks the listing.
+
   Raises:
     FileNotFoundError: naming the directory when it does not exist.
   """
+  if is_url(directory):
+    directory = epath.Path(directory)
+    if not directory.is_dir():
+      raise FileNotFoundError(f'image folder {str(directory)!r} does not exist')
+    if recursive:
+      found = [root / f for root, _, files in directory.walk() for f in files]
+    else:  # `is_file` is a request per path: ask only about image names.
+      found = [p for p in directory.iterdir() if is_image_file(p) and p.is_file()]
+    return sorted(p for p in found if is_image_file(p))
   directory = pathlib.Path(directory)
   if not directory.is_dir():
     raise FileNotFoundError(f'image folder {str(directory)!r} does not exist')
@@ -63,17 +96,23 @@ def _umask() -> int:
   return mask
 
 
-def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
-  """Calls `write(tmp)` on a temporary file beside `path`, then renames it to `path`.
+def write_bytes(path: PathLike, data: bytes) -> None:
+  """Writes `data` to `path` in one piece, creating its folder.
 
-  The file gets the mode a plain `open` would give it; on any error the temporary file goes.
+  Locally a temporary file beside `path` renamed into place, with the mode a plain `open` would
+  give it (on any error the temporary file goes). A URL gets one upload of the whole content.
   """
+  if is_url(path):
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix='.' + path.name + '.', suffix=path.suffix, dir=path.parent)
-  os.close(fd)
   try:
-    write(tmp)
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
     os.replace(tmp, path)
   except BaseException:
@@ -82,8 +121,23 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
     raise
 
 
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+  """Calls `write(f)` on an in-memory binary file, then `write_bytes(path, its content)`.
+
+  An error inside `write` leaves `path` as it was.
+  """
+  buf = io.BytesIO()
+  write(buf)
+  write_bytes(path, buf.getvalue())
+
+
 def write_text(path: PathLike, text: str) -> None:
-  atomic_write(path, lambda p: pathlib.Path(p).write_text(text))
+  write_bytes(path, text.encode('utf-8'))
+
+
+def _read(path: PathLike) -> io.BytesIO:
+  """The whole file in memory: one request for a URL (decoders read in many small pieces)."""
+  return io.BytesIO(epath.Path(path).read_bytes())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,11 +206,11 @@ def read_image(path: PathLike, with_info: bool = False):
     FileNotFoundError: the file does not exist.
     ValueError: the file is not a readable image (the message names it).
   """
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f'image file {str(path)!r} does not exist')
   try:
-    with Image.open(path) as im:
+    with Image.open(_read(path)) as im:
       im.load()
       arr, info = to_rgb_uint8(im)
   except _PIL_ERRORS as e:
@@ -173,7 +227,7 @@ def image_size(path: PathLike) -> Tuple[int, int]:
     ValueError: the header is not a readable image (the message names the file).
   """
   try:
-    with Image.open(path) as im:
+    with epath.Path(path).open('rb') as f, Image.open(f) as im:
       w, h = im.size
   except _PIL_ERRORS as e:
     raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
@@ -193,7 +247,7 @@ def write_png(path: PathLike, img: np.ndarray) -> None:
     img = img[:, :, 0]
   if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
     raise ValueError(f'write_png: img must be HxW or HxWx3/4, got shape {img.shape}')
-  atomic_write(path, lambda p: Image.fromarray(img).save(p, format='PNG'))
+  atomic_write(path, lambda f: Image.fromarray(img).save(f, format='PNG'))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -210,10 +264,8 @@ class NativeImage:
   tiff: bool  # came from a TIFF file (written back as TIFF; everything else becomes PNG).
 
 
-def _png_header(path: pathlib.Path) -> tuple[int, int] | None:
+def _png_header(head: bytes) -> tuple[int, int] | None:
   """(bit depth, colour type) from a PNG's IHDR, or None when the file is not a PNG."""
-  with open(path, 'rb') as f:
-    head = f.read(26)
   if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n':
     return None
   return head[24], head[25]
@@ -240,23 +292,24 @@ def read_native(path: PathLike) -> NativeImage:
   Raises:
     ValueError: naming the file when it cannot be read as an image.
   """
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if not path.is_file():
     raise ValueError(f'{str(path)!r} is not a file')
   try:
+    data = _read(path)
     if path.suffix.lower() in TIFF_EXTENSIONS:
       import tifffile  # pylint: disable=g-import-not-at-top
-      arr = np.asarray(tifffile.imread(path))
+      arr = np.asarray(tifffile.imread(data))
       if arr.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'TIFF sample type {arr.dtype} (only 8- and 16-bit integers)')
       return _from_samples(arr, 16 if arr.dtype == np.uint16 else 8, tiff=True)
-    header = _png_header(path)
+    header = _png_header(data.getvalue()[:26])
     if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
       # Pillow reduces 16-bit colour PNGs to 8 bits; tf.io decodes them exactly.
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      arr = tf.io.decode_png(path.read_bytes(), channels=0, dtype=tf.uint16).numpy()
+      arr = tf.io.decode_png(data.getvalue(), channels=0, dtype=tf.uint16).numpy()
       return _from_samples(arr, 16, tiff=False)
-    with Image.open(path) as im:
+    with Image.open(data) as im:
       im.load()
       mode = im.mode
       if mode == 'P':
@@ -302,7 +355,7 @@ def _png16_bytes(arr: np.ndarray) -> bytes:
 
 def write_native(path: PathLike, samples: np.ndarray) -> None:
   """Writes uint8/uint16 [h, w, c] samples as PNG (TIFF for a .tif/.tiff path), atomically."""
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if samples.ndim != 3 or samples.shape[2] not in (1, 2, 3, 4):
     raise ValueError(f'write_native: samples must be [h, w, 1..4], got {samples.shape}')
   if path.suffix.lower() in TIFF_EXTENSIONS:
@@ -312,10 +365,9 @@ def write_native(path: PathLike, samples: np.ndarray) -> None:
     if c in (2, 4):
       kwargs['extrasamples'] = ['unassalpha']
     data = samples[:, :, 0] if c == 1 else samples
-    atomic_write(path, lambda p: tifffile.imwrite(p, data, **kwargs))
+    atomic_write(path, lambda f: tifffile.imwrite(f, data, **kwargs))
   elif samples.dtype == np.uint16:
-    data = _png16_bytes(samples)
-    atomic_write(path, lambda p: pathlib.Path(p).write_bytes(data))
+    write_bytes(path, _png16_bytes(samples))
   else:
     data = samples[:, :, 0] if samples.shape[2] == 1 else samples
-    atomic_write(path, lambda p: Image.fromarray(data).save(p, format='PNG'))
+    atomic_write(path, lambda f: Image.fromarray(data).save(f, format='PNG'))

@@ -4,9 +4,10 @@ r"""Super-resolves your own images with a DSSR checkpoint.
       [--tile=256 --overlap=32] [--self_ensemble] [--save_details] [--overwrite]
 
 Inputs are image files (PNG, JPEG, TIFF, WebP, BMP, GIF), folders (their image files) and .txt/.lst
-lists of paths (one a line, relative to the list, '#' comments). Each output is
-OUT/<name>_x<scale>.png (.tif for TIFF inputs): greyscale stays greyscale, alpha is kept (upscaled
-with bicubic), 16-bit input gives 16-bit output. Existing outputs are kept unless --overwrite.
+lists of paths (one a line, relative to the list, '#' comments); inputs, lists, --checkpoint and
+--out may be local or URLs (gs://...). Each output is OUT/<name>_x<scale>.png (.tif for TIFF
+inputs): greyscale stays greyscale, alpha is kept (upscaled with bicubic), 16-bit input gives 16-bit
+output. Existing outputs are kept unless --overwrite.
 The library behind it is `dssr_jax.inference`.
 """
 
@@ -18,6 +19,7 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
+from etils import epath
 
 from dssr_jax import cli
 
@@ -42,7 +44,7 @@ def _define_flags():
                       '("" to disable).')
 
 
-def collect_inputs(inputs: Sequence[str]) -> tuple[list[pathlib.Path], list[str]]:
+def collect_inputs(inputs: Sequence[str]) -> tuple[list[epath.Path], list[str]]:
   """Expands files, folders (their image files) and lists (.txt/.lst, one path a line).
 
   Returns (image paths in order, without repeats; error messages for inputs that do not exist).
@@ -50,7 +52,7 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[pathlib.Path], list[str]
   from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
   files, errors = [], []
   for item in inputs:
-    p = pathlib.Path(item)
+    p = epath.Path(item)
     if p.is_dir():
       found = imageio.list_images(p)
       if not found:
@@ -60,7 +62,7 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[pathlib.Path], list[str]
       for line in p.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith('#'):
-          q = pathlib.Path(line)
+          q = epath.Path(line)
           files.append(q if q.is_absolute() else p.parent / q)
     elif p.exists():
       files.append(p)
@@ -68,14 +70,14 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[pathlib.Path], list[str]
       errors.append(f'{item}: no such file or folder')
   seen, unique = set(), []
   for f in files:
-    key = f.resolve()
+    key = str(f) if imageio.is_url(f) else pathlib.Path(f).resolve()
     if key not in seen:
       seen.add(key)
       unique.append(f)
   return unique, errors
 
 
-def output_path(out_dir: pathlib.Path, src: pathlib.Path, scale: int) -> pathlib.Path:
+def output_path(out_dir: epath.Path, src: epath.Path, scale: int) -> epath.Path:
   from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
   tiff = src.suffix.lower() in imageio.TIFF_EXTENSIONS
   return out_dir / f'{src.stem}_x{scale}{".tif" if tiff else ".png"}'
@@ -104,8 +106,8 @@ def main(argv: Sequence[str]) -> int:
   sr_fn = inference.make_sr_fn(loaded, ('sr', 'details') if FLAGS.save_details else ('sr',))
   if FLAGS.self_ensemble:
     sr_fn = inference.self_ensemble(sr_fn)
-  out_dir = pathlib.Path(FLAGS.out)
-  targets: dict[pathlib.Path, pathlib.Path] = {}
+  out_dir = epath.Path(FLAGS.out)
+  targets: dict[epath.Path, epath.Path] = {}
   failed = len(errors)
   for i, src in enumerate(files, start=1):
     dst = output_path(out_dir, src, scale)

@@ -20,13 +20,14 @@ and flips (drawn per visit, row r), the kernel and the noise (TF stateless ops s
 The graph holds no Python for the 'embedded' and 'folders' sources: images are decoded by tf.io
 inside tf.data (no GIL), and a script that leaves its iterator alive at exit still exits. HR
 sources: the photos inside the scikit-image wheel ('embedded', in memory, no download), folders of
-image files ('folders', recursive, several mixed) or a TFDS dataset ('tfds', random access through
-`tfds.data_source`, i.e. prepared in array_record format; read by Python, see `_ExitGuard`). Odd
-files are handled on the way in: grey/RGBA/palette/16-bit become 8-bit RGB as `imageio.read_image`
-makes them; files whose header is unreadable, truncated files and formats tf.io cannot decode
-(TIFF) are skipped at the scan with a warning naming them; images smaller than the crop are
-skipped with a logged count; a file that fails to decode later is replaced by a deterministic draw
-of another image (depending on (seed, v) only) and named on stderr.
+image files ('folders', recursive, several mixed, local or URLs such as gs://; tf.io reads both) or
+a TFDS dataset ('tfds', random access through `tfds.data_source`, i.e. prepared in array_record
+format; read by Python, see `_ExitGuard`). Odd files are handled on the way in:
+grey/RGBA/palette/16-bit become 8-bit RGB as `imageio.read_image` makes them; files whose header is
+unreadable, truncated files and formats tf.io cannot decode (TIFF) are skipped at the scan with a
+warning naming them; images smaller than the crop are skipped with a logged count; a file that fails
+to decode later is replaced by a deterministic draw of another image (depending on (seed, v) only)
+and named on stderr.
 """
 
 import atexit
@@ -39,6 +40,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from etils import epath
 import ml_collections
 import numpy as np
 
@@ -83,9 +85,9 @@ def embedded_images(names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarr
   return out
 
 
-def write_embedded_holdout(directory) -> List[pathlib.Path]:
+def write_embedded_holdout(directory) -> List[epath.Path]:
   """Writes the `EMBEDDED_HOLDOUT` photos as PNGs (an HR folder for `testsets.gaussian8`)."""
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   paths = []
   for name, img in embedded_images(EMBEDDED_HOLDOUT).items():
     paths.append(directory / f'{name}.png')
@@ -142,18 +144,20 @@ def scan_file(path) -> Tuple[Tuple[int, int], int]:
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
-    with Image.open(path) as im:
-      (w, h), fmt = im.size, im.format
+    # One open: on object storage (gs://) each open is a request and may fetch a whole block.
+    with epath.Path(path).open('rb') as f:
+      with Image.open(f) as im:
+        (w, h), fmt = im.size, im.format
+      f.seek(0)
+      head = f.read(25)
+      f.seek(0, os.SEEK_END)
+      f.seek(max(0, f.tell() - _TAIL))
+      tail = f.read()
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
   if fmt not in _TF_FORMATS:
     raise ValueError(f'{str(path)!r}: {fmt} is not decoded by the training pipeline (tf.io reads '
                      f'{", ".join(_TF_FORMATS)}); convert it, e.g. to PNG')
-  with open(path, 'rb') as f:
-    head = f.read(25)
-    f.seek(0, os.SEEK_END)
-    f.seek(max(0, f.tell() - _TAIL))
-    tail = f.read()
   if (fmt == 'PNG' and _PNG_END not in tail) or (fmt == 'JPEG' and _JPEG_END not in tail):
     raise ValueError(f'{str(path)!r}: truncated {fmt} file (no end marker)')
   if fmt == 'PNG':

@@ -15,8 +15,9 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   if list(boundaries) != sorted(set(boundaries)) or any(b <= 0 for b in boundaries):
     raise ValueError(f'config.train.lr_boundaries must be increasing positive steps, got {boundaries}')
   base, factor = float(config.learning_rate), float(config.lr_decay_factor)
-  if base <= 0 or factor <= 0:
-    raise ValueError('config.train.learning_rate and lr_decay_factor must be positive, '
+  # A zero rate is allowed: a run that must not move its params (checks of init_from).
+  if base < 0 or factor <= 0:
+    raise ValueError('config.train.learning_rate must be >= 0 and lr_decay_factor positive, '
                      f'got {base} and {factor}')
   bounds = jnp.asarray(boundaries if boundaries else (0,), jnp.int32)
 

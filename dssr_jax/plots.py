@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from typing import Any, Mapping, Sequence
 
 from absl import app
 from absl import flags
+from etils import epath
 import numpy as np
 
 from dssr_jax import cli
@@ -34,10 +34,10 @@ def _pyplot():
   return plt
 
 
-def _save(fig, out: os.PathLike | str, dpi: int = 100) -> pathlib.Path:
-  """Saves atomically (temp file + rename), so an existing figure is never left half-written."""
-  out = pathlib.Path(out)
-  imageio.atomic_write(out, lambda p: fig.savefig(p, dpi=dpi, format=out.suffix[1:] or 'png'))
+def _save(fig, out: os.PathLike | str, dpi: int = 100) -> epath.Path:
+  """Saves atomically (`imageio.atomic_write`): an existing figure is never left half-written."""
+  out = epath.Path(out)
+  imageio.atomic_write(out, lambda f: fig.savefig(f, dpi=dpi, format=out.suffix[1:] or 'png'))
   _pyplot().close(fig)
   return out
 
@@ -46,7 +46,7 @@ def _save(fig, out: os.PathLike | str, dpi: int = 100) -> pathlib.Path:
 # Per-step PSNR.
 
 
-def plot_per_step_psnr(report: Mapping[str, Any], out: os.PathLike | str) -> pathlib.Path:
+def plot_per_step_psnr(report: Mapping[str, Any], out: os.PathLike | str) -> epath.Path:
   """PSNR after each step t for every dataset x scale of an eval report (Table IV / Fig. 8).
 
   Solid: the step-t output alone; dashed: the mean of steps 1..t (the network run with T = t).
@@ -116,7 +116,7 @@ def detail_stats(details: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
 
 def plot_details(details: np.ndarray, stats: Sequence[Mapping[str, np.ndarray]],
                  names: Sequence[str], out: os.PathLike | str, true: np.ndarray | None = None
-                 ) -> pathlib.Path:
+                 ) -> epath.Path:
   """Top: the first image's detail maps per step (0.5 + d, as in Fig. 4), and the true detail.
 
   Bottom: mean |d_t| and L1 to the true detail per step for every image (Fig. 9).
@@ -154,7 +154,7 @@ def plot_details(details: np.ndarray, stats: Sequence[Mapping[str, np.ndarray]],
 
 def plot_crops(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int,
                box: tuple[int, int, int], out: os.PathLike | str,
-               labels: Sequence[str] = ('LR', 'bicubic', 'DSSR', 'HR')) -> pathlib.Path:
+               labels: Sequence[str] = ('LR', 'bicubic', 'DSSR', 'HR')) -> epath.Path:
   """LR (nearest-neighbour enlarged) / bicubic / DSSR / HR crops of one HR-scale box, with PSNR.
 
   Args:
@@ -210,7 +210,7 @@ def main(argv):
   if missing:
     raise app.UsageError(f'{figure} needs {", ".join(missing)}')
   if figure == 'steps':
-    report = json.loads(pathlib.Path(FLAGS.report).read_text())
+    report = json.loads(epath.Path(FLAGS.report).read_text())
     print(plot_per_step_psnr(report, FLAGS.out))
     return
   box = None
@@ -230,7 +230,7 @@ def main(argv):
       hr, lr = degrade_hr(path, scale, FLAGS.sigma)
       details = fn(lr[None] / np.float32(255))['details'][:, 0]
       stats.append(detail_stats(details, hr, lr, scale))
-      names.append(pathlib.Path(path).stem)
+      names.append(epath.Path(path).stem)
       if first is None:
         true = hr / np.float32(255) - torch_bicubic_up(lr / np.float32(255), scale)
         first = (details, true)

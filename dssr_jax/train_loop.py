@@ -1,7 +1,10 @@
-"""The training loop: data, resumable orbax checkpoints, clu metrics, validation, preemption."""
+"""The training loop: data, resumable orbax checkpoints, clu metrics, validation, preemption.
+
+The workdir, `config.data.folders`, `config.train.val_dir` and `config.train.init_from` may be
+local paths or URLs (gs://, ...) that etils.epath / tf.io.gfile understand.
+"""
 
 import os
-import pathlib
 import signal
 import time
 from typing import Any
@@ -9,6 +12,7 @@ from typing import Any
 from absl import logging
 from clu import metric_writers
 from clu import periodic_actions
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,6 +20,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
+from dssr_jax import imageio
+from dssr_jax import inference
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
 
@@ -54,11 +60,11 @@ def check_config(config: ml_collections.ConfigDict,
   if config.train.keep_checkpoints < 1:
     raise ValueError('config.train.keep_checkpoints must be at least 1, got '
                      f'{config.train.keep_checkpoints}')
-  if config.train.val_dir and not pathlib.Path(config.train.val_dir).is_dir():
+  if config.train.val_dir and not epath.Path(config.train.val_dir).is_dir():
     raise FileNotFoundError(f'config.train.val_dir={config.train.val_dir!r} is not a folder')
 
 
-def create_checkpoint_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
+def create_checkpoint_manager(workdir: epath.Path, keep: int) -> ocp.CheckpointManager:
   """`workdir/checkpoints/<step>/{params,opt_state,meta}`: the last `keep` plus the best val PSNR."""
   policies = ocp.checkpoint_managers
   policy = policies.AnyPreservationPolicy([
@@ -99,16 +105,20 @@ def save_checkpoint(mngr: ocp.CheckpointManager, config, state: train_lib.TrainS
   return step
 
 
+def _network_diff(saved: dict, config) -> str:
+  """The structural fields (not dtype or remat) where `saved` and config.model differ, or ''."""
+  wanted = config.model.to_dict()
+  return ', '.join(f'{k}: checkpoint {saved.get(k)!r} vs config {wanted.get(k)!r}'
+                   for k in model_lib.STRUCTURAL_FIELDS if saved.get(k) != wanted.get(k))
+
+
 def _check_compatible(meta: dict, config, where) -> None:
   """A workdir belongs to one network: refuse to touch a checkpoint of another one.
 
   Only the structural fields count: a run may resume with another dtype or remat.
   """
-  saved, wanted = dict(meta.get('model', {})), config.model.to_dict()
-  diff = {k: (saved.get(k), wanted.get(k)) for k in model_lib.STRUCTURAL_FIELDS
-          if saved.get(k) != wanted.get(k)}
-  if diff:
-    text = ', '.join(f'{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items())
+  text = _network_diff(dict(meta.get('model', {})), config)
+  if text:
     raise ValueError(f'{where} holds a checkpoint of another network ({text}); use another '
                      '--workdir or the matching config. Nothing was changed.')
   saved_batch = meta.get('train', {}).get('batch_size')
@@ -133,6 +143,43 @@ def restore_checkpoint(mngr, config, state: train_lib.TrainState) -> train_lib.T
   return train_lib.TrainState(
       step=scalar(meta['data_step']), params=restored['params'], opt_state=restored['opt_state'],
       bad_steps=scalar(meta.get('bad_steps', 0)), skipped=scalar(meta.get('skipped', 0)))
+
+
+def has_checkpoint(workdir: epath.Path) -> bool:
+  """Whether `workdir` holds a checkpoint of its own; looks without creating anything."""
+  directory = workdir / checkpoint_lib.CHECKPOINTS
+  if not directory.is_dir():
+    return False
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+  with ocp.CheckpointManager(directory, options=options) as mngr:
+    return mngr.latest_step() is not None
+
+
+def load_init_params(config, source: str) -> tuple[Any, int]:
+  """(params as numpy, step) of checkpoint `source` for `config.train.init_from`.
+
+  `source` is a workdir (its latest checkpoint), its checkpoints/ folder or one
+  checkpoints/<step> folder, of another run or of `python -m dssr_jax.convert`. Raises
+  ValueError naming the first structural field (then the parameter shapes) that differs from
+  config.model, FileNotFoundError when it holds no checkpoint.
+  """
+  params, saved, step = checkpoint_lib.load_params(source)
+  where = f'config.train.init_from={source!r} (step {step})'
+  text = _network_diff(saved, config)
+  if text:
+    raise ValueError(f'{where} holds a checkpoint of another network ({text}); fine-tuning needs '
+                     'the same network: use the matching config. Nothing was written.')
+  inference.check_param_shapes(train_lib.create_model(config.model), params, where)
+  return params, step
+
+
+def _place(host_params, like):
+  """numpy params -> arrays with the shardings of `like` (same tree; every process has them)."""
+  by_path = {jax.tree_util.keystr(p): v
+             for p, v in jax.tree_util.tree_leaves_with_path(host_params)}
+  return jax.tree_util.tree_map_with_path(
+      lambda p, x: jax.make_array_from_process_local_data(
+          x.sharding, np.asarray(by_path[jax.tree_util.keystr(p)], x.dtype)), like)
 
 
 def latest_meta(mngr) -> dict | None:
@@ -217,15 +264,23 @@ def _summarise(history: list[dict]) -> dict[str, float]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
-  """Trains (resuming from `workdir` if it holds checkpoints); returns the final host state."""
+  """Trains (resuming from `workdir` if it holds checkpoints); returns the final host state.
+
+  A run without a checkpoint of its own starts from the params of `config.train.init_from` when
+  set (fresh optimizer state, step 0); a resuming run ignores it.
+  """
   from dssr_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (tf.data)
   from dssr_jax import validation  # pylint: disable=g-import-not-at-top
 
   check_config(config)
-  workdir = pathlib.Path(workdir).absolute()
+  workdir = imageio.absolute(workdir)
   tc = config.train
   mesh = train_lib.create_mesh()
   local_batch = train_lib.check_batch_size(tc.batch_size, mesh)
+
+  init = None
+  if tc.get('init_from') and not has_checkpoint(workdir):
+    init = load_init_params(config, tc.init_from)  # Refuses another network before any write.
 
   mngr = create_checkpoint_manager(workdir, tc.keep_checkpoints)
   meta = latest_meta(mngr)
@@ -240,10 +295,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if meta is not None:
     state = restore_checkpoint(mngr, config, state)
     logging.info('Resumed from checkpoint at step %d', int(state.step))
+    if tc.get('init_from'):
+      logging.info('config.train.init_from=%r ignored: resuming from the checkpoint in %s',
+                   tc.init_from, workdir)
+  elif init is not None:
+    # Adam's moments and count start at zero whatever the params: the fresh state fits them.
+    state = state.replace(params=_place(init[0], state.params))
+    logging.info('Initialised the params from %s (step %d); optimizer state fresh, step 0',
+                 tc.init_from, init[1])
   step = int(state.step)
 
   writer = metric_writers.create_default_writer(
-      workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+      str(workdir), just_logging=jax.process_index() > 0, asynchronous=False)
   if step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
 

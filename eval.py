@@ -2,11 +2,14 @@ r"""Scores a DSSR checkpoint (or bicubic) on the benchmark protocols; prints a T
 
   python eval.py --workdir=DIR [--step=N] --data_dir=DATA --datasets=Set5,Set14 --scales=2 \
       --setting=gaussian8 [--config=configs/default.py] [--output=results.json] \
-      [--self_ensemble] [--grey_as_y]
+      [--save_images=SR_DIR] [--self_ensemble] [--grey_as_y]
   python eval.py --method=bicubic --data_dir=DATA --datasets=Set5 --scales=2,3,4
+  python eval.py --checkpoint=CKPT --setting=paired --data_dir=ROOT --datasets=NAME --scales=4
 
-`--checkpoint=PATH` scores a converted authors' checkpoint instead of a workdir's. See
-dssr_jax/eval_lib.py for the protocol and the JSON layout.
+`--checkpoint=PATH` scores a converted authors' checkpoint instead of a workdir's.
+`--setting=paired` scores the LR files of ROOT/NAME/LRblur/xS against ROOT/NAME/HR/xS (same file
+names). Every path may be local or a URL (gs://...). See dssr_jax/eval_lib.py for the protocol and
+the JSON layout, docs/evaluation.md for examples.
 """
 
 import sys
@@ -25,14 +28,17 @@ flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoint to score
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
 flags.DEFINE_string('checkpoint', None, 'A checkpoint path instead of --workdir (e.g. converted '
                     'authors\' weights).')
-flags.DEFINE_string('data_dir', None, 'Folder with one folder of HR images per dataset.',
-                    required=True)
+flags.DEFINE_string('data_dir', None, 'Folder with one folder per dataset: HR images (gaussian8), '
+                    'the DIV2KRK layout (div2krk), HR/xS and LRblur/xS (paired).', required=True)
 flags.DEFINE_list('datasets', ['Set5'], 'Dataset folder names under --data_dir.')
 flags.DEFINE_list('scales', None, 'Scales (default: the checkpoint\'s).')
 flags.DEFINE_enum('setting', 'gaussian8', eval_lib.SETTINGS, 'Degradation protocol.')
 flags.DEFINE_enum('method', 'dssr', eval_lib.METHODS, 'What to score.')
 flags.DEFINE_string('output', None, 'Write the report here (.json) and a .csv beside it.')
-flags.DEFINE_bool('overwrite', False, 'Replace an existing --output.')
+flags.DEFINE_string('save_images', None, 'Write every SR output as PNG to '
+                    'DIR/<dataset>/x<scale>/<LR file stem>.png.')
+flags.DEFINE_bool('overwrite', False, 'Replace an existing --output and existing images in '
+                  '--save_images.')
 flags.DEFINE_bool('self_ensemble', False, 'x8 flip/transpose self-ensemble.')
 flags.DEFINE_bool('grey_as_y', False, 'Score greyscale HR files with Y = grey value (MATLAB).')
 flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does).')
@@ -53,7 +59,7 @@ def _run(scales):
                                    overlap=FLAGS.overlap),
       method=FLAGS.method, checkpoint=FLAGS.checkpoint or FLAGS.workdir, step=FLAGS.step,
       model_config=None if config is None else config.model.to_dict(),
-      cache_dir=FLAGS.cache_dir)
+      cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite)
 
 
 def main(argv):

@@ -1,11 +1,17 @@
 """Scoring a network (or bicubic) on the benchmark protocols: tables, JSON and CSV.
 
-`evaluate` runs one method over datasets x scales under Gaussian8 or DIV2KRK (docs/design.md section 4)
-on full images and returns the report `eval.py` prints and writes:
+`evaluate` runs one method over datasets x scales under Gaussian8, DIV2KRK (docs/design.md
+section 4) or on paired LR/HR folders (`testsets.paired`), on full images, and returns the report
+`eval.py` prints and writes:
 
-  {"results": [{"dataset", "scale", "setting", "method", "psnr", "ssim", "per_step_psnr",
-                "per_step_mean_psnr", "images": [{"name", "sigma", "psnr", "ssim", ...}], ...}],
+  {"results": [{"dataset", "scale", "setting", "method", "psnr", "ssim", "psnr_rgb",
+                "per_step_psnr", "per_step_mean_psnr",
+                "images": [{"name", "lr_stem", "sigma", "psnr", "ssim", "psnr_rgb", ...}], ...}],
    "run": {...how it was produced...}}
+
+psnr and ssim are on Y (docs/design.md section 4.3); psnr_rgb is the PSNR over the three channels
+of the same uint8 images with the same border crop (the authors' test script prints both). With
+`save_images`, every SR output is written as `save_images/<dataset>/x<scale>/<lr_stem>.png`.
 
 Per-step numbers (paper Table IV / Fig. 8): `per_step_psnr[t-1]` is the Y-PSNR of the image the
 network outputs at step t (sr_t, "I_SR^t" in the paper). The released network's final output is
@@ -22,18 +28,19 @@ import io
 import json
 import math
 import os
-import pathlib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from etils import epath
 import numpy as np
 
 from dssr_jax import cli
 from dssr_jax import imageio
 from dssr_jax import inference
 from dssr_jax import metrics
+from dssr_jax import testsets
 from dssr_jax import tiling
 
-SETTINGS = ('gaussian8', 'div2krk')
+SETTINGS = ('gaussian8', 'div2krk', 'paired')
 METHODS = ('dssr', 'bicubic')
 DIV2KRK_SCALES = (2, 4)
 
@@ -42,7 +49,7 @@ DIV2KRK_SCALES = (2, 4)
 class EvalOptions:
   """How images are run and scored (the same for every dataset and scale of one report)."""
   setting: str = 'gaussian8'
-  grey_as_y: bool = False  # MATLAB's Y for greyscale HR files (docs/design.md section 4).
+  grey_as_y: bool = False  # MATLAB's Y for greyscale HR files (docs/design.md section 4.4).
   self_ensemble: bool = False
   tile: int = 0  # 0: full images, as the published protocol does.
   overlap: int = 32
@@ -58,9 +65,25 @@ def bicubic_sr_fn(scale: int) -> tiling.SRFn:
   return fn
 
 
-def dataset_dir(data_dir: os.PathLike | str, dataset: str) -> pathlib.Path:
+def psnr_rgb(a: np.ndarray, b: np.ndarray, crop: int) -> float:
+  """PSNR in dB over all three channels of two uint8 HxWx3 images, `crop` border pixels removed
+  (float64; identical images give inf)."""
+  a, b = np.asarray(a), np.asarray(b)
+  if a.dtype != np.uint8 or b.dtype != np.uint8 or a.shape != b.shape or a.ndim != 3:
+    raise ValueError(f'psnr_rgb: need two uint8 HxWx3 images of one size, got {a.dtype} '
+                     f'{a.shape} and {b.dtype} {b.shape}')
+  h, w = a.shape[:2]
+  a = a[crop:h - crop, crop:w - crop].astype(np.float64)
+  b = b[crop:h - crop, crop:w - crop].astype(np.float64)
+  if a.size == 0:
+    raise ValueError(f'psnr_rgb: crop {crop} leaves nothing of a {h}x{w} image')
+  mse = np.mean((a - b) ** 2)
+  return float('inf') if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
+
+
+def dataset_dir(data_dir: os.PathLike | str, dataset: str) -> epath.Path:
   """`data_dir/dataset`, or FileNotFoundError listing what data_dir does hold."""
-  root = pathlib.Path(data_dir)
+  root = epath.Path(data_dir)
   if not root.is_dir():
     raise FileNotFoundError(f'--data_dir {str(root)!r} is not a folder')
   d = root / dataset
@@ -71,21 +94,42 @@ def dataset_dir(data_dir: os.PathLike | str, dataset: str) -> pathlib.Path:
   return d
 
 
-def load_records(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str,
-                 cache_dir: str | None = None) -> tuple[Iterable[Any], int | None]:
-  """(records of one dataset, their number when known) for `setting` at `scale`."""
-  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+def lr_stems(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str) -> list[str]:
+  """The `lr_stem` of every record `load_records` will yield, in order, from file names only.
+
+  This is the check before any work: a missing or empty folder, a paired set whose files do not
+  pair or fit (`testsets.paired_files`), a scale the setting lacks.
+  """
   d = dataset_dir(data_dir, dataset)
   if setting == 'gaussian8':
-    n = len(imageio.list_images(d))
-    if n == 0:
+    if not imageio.list_images(d):
       raise FileNotFoundError(f'dataset folder {str(d)!r} holds no image files')
-    return testsets.gaussian8(d, scale, cache_dir=cache_dir), 8 * n
+    return testsets.gaussian8_stems(d, scale)
   if setting == 'div2krk':
     if scale not in DIV2KRK_SCALES:
       raise ValueError(f'DIV2KRK exists at scales {DIV2KRK_SCALES}, not x{scale}')
-    return testsets.div2krk(d, scale), len(imageio.list_images(d / 'gt'))
+    return testsets.div2krk_stems(d)
+  if setting == 'paired':
+    return [lr.stem for _, lr in testsets.paired_files(d, scale)]
   raise ValueError(f'--setting must be one of {SETTINGS}, got {setting!r}')
+
+
+def load_records(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str,
+                 cache_dir: str | None = None) -> Iterable[testsets.Record]:
+  """The records of one dataset for `setting` at `scale` (read and degraded lazily)."""
+  d = dataset_dir(data_dir, dataset)
+  if setting == 'gaussian8':
+    return testsets.gaussian8(d, scale, cache_dir=cache_dir)
+  if setting == 'div2krk':
+    return testsets.div2krk(d, scale)
+  if setting == 'paired':
+    return testsets.paired(d, scale)
+  raise ValueError(f'--setting must be one of {SETTINGS}, got {setting!r}')
+
+
+def image_path(save_dir: os.PathLike | str, dataset: str, scale: int, stem: str) -> epath.Path:
+  """Where `save_images` puts one SR output."""
+  return epath.Path(save_dir) / dataset / f'x{scale}' / f'{stem}.png'
 
 
 def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
@@ -95,7 +139,8 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
   if sr.shape != hr.shape:
     raise ValueError(f'SR output {sr.shape} and HR {hr.shape} differ in size')
   row = {'psnr': metrics.psnr_y(sr, hr, scale, grey_as_y),
-         'ssim': metrics.ssim_y(sr, hr, scale, grey_as_y)}
+         'ssim': metrics.ssim_y(sr, hr, scale, grey_as_y),
+         'psnr_rgb': psnr_rgb(sr, hr, scale)}
   steps = out.get('steps')
   if steps is not None:
     steps = np.asarray(steps, np.float64)
@@ -110,9 +155,12 @@ def _mean(values: Sequence[float]) -> float:
   return float(np.mean(values)) if values else float('nan')
 
 
-def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, options: EvalOptions
-                  ) -> dict[str, Any]:
-  """Runs sr_fn on every record's LR and averages the scores (the mean over images x kernels)."""
+def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, options: EvalOptions,
+                  save: Callable[[Any, np.ndarray], None] | None = None) -> dict[str, Any]:
+  """Runs sr_fn on every record's LR and averages the scores (the mean over images x kernels).
+
+  `save(record, sr)`, if given, receives each SR output as uint8 (as scored).
+  """
   images = []
   for rec in records:
     # float64 for the bicubic baseline's sake; the network casts to float32 (the same values as
@@ -120,14 +168,18 @@ def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, option
     lr = np.asarray(rec.lr, np.float64)[None] / 255.0
     out = tiling.tiled_apply(sr_fn, lr, scale, options.tile, options.overlap)
     out = {k: (v[:, 0] if k in ('steps', 'details') else v[0]) for k, v in out.items()}
-    row = {'name': rec.name, 'sigma': None if rec.sigma is None else float(rec.sigma)}
+    row = {'name': rec.name, 'lr_stem': getattr(rec, 'lr_stem', '') or rec.name,
+           'sigma': None if rec.sigma is None else float(rec.sigma)}
     row.update(score_image(out, np.asarray(rec.hr), scale,
                            options.grey_as_y and bool(getattr(rec, 'grey', False))))
     images.append(row)
+    if save is not None:
+      save(rec, imageio.to_uint8(out['sr']))
   if not images:
     raise ValueError('no test images were found')
   result = {'psnr': _mean([r['psnr'] for r in images]),
             'ssim': _mean([r['ssim'] for r in images]),
+            'psnr_rgb': _mean([r['psnr_rgb'] for r in images]),
             'per_step_psnr': [], 'per_step_mean_psnr': []}
   if 'per_step_psnr' in images[0]:
     for key in ('per_step_psnr', 'per_step_mean_psnr'):
@@ -160,11 +212,16 @@ def check_scales(scales: Sequence[int], model_scale: int | None, source: str) ->
 def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | None,
              options: EvalOptions, method: str = 'dssr', checkpoint: str | None = None,
              step: int | None = None, model_config: Mapping[str, Any] | None = None,
-             cache_dir: str | None = None, show_progress: bool = True) -> dict[str, Any]:
+             cache_dir: str | None = None, show_progress: bool = True,
+             save_images: os.PathLike | str | None = None, overwrite: bool = False
+             ) -> dict[str, Any]:
   """Scores `method` on every dataset x scale; returns the report (see the module docstring).
 
+  Every input is checked (folders, pairs, scales, the checkpoint) and every image to save is
+  checked free before any image is run or written.
+
   Args:
-    data_dir: holds one folder per dataset name.
+    data_dir: holds one folder per dataset name (local or a URL such as gs://b/data).
     datasets: dataset folder names, e.g. ['Set5', 'Set14'].
     scales: scales to score; for a network, only its own (default: that one).
     options: protocol and run options.
@@ -175,6 +232,8 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
       must match the checkpoint's ('scale' is checked against `scales` instead).
     cache_dir: where testsets may cache degraded LR images.
     show_progress: a progress bar over images (on a terminal).
+    save_images: write every SR output as `save_images/<dataset>/x<scale>/<lr_stem>.png`.
+    overwrite: replace existing images there (otherwise an existing one is an error).
   """
   if options.setting not in SETTINGS:
     raise ValueError(f'--setting must be one of {SETTINGS}, got {options.setting!r}')
@@ -188,7 +247,8 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
                          'grey_as_y': options.grey_as_y, 'self_ensemble': options.self_ensemble,
                          'tile': options.tile, 'overlap': options.overlap if options.tile else None,
                          'metric': 'Y (BT.601) PSNR/SSIM, border crop = scale, SR clipped and '
-                                   'rounded to 8 bits'}
+                                   'rounded to 8 bits; psnr_rgb: PSNR over R, G and B of the '
+                                   'same images and crop'}
   if method == 'bicubic':
     scales = check_scales(scales, None, '')
     make_fn = bicubic_sr_fn
@@ -203,16 +263,27 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
+  stems = {(name, scale): lr_stems(data_dir, name, scale, options.setting)
+           for scale in scales for name in datasets}
+  if save_images is not None:
+    imageio.check_free([image_path(save_images, name, scale, stem)
+                         for (name, scale), names in stems.items() for stem in names], overwrite)
+    run['saved_images'] = str(save_images)
   results = []
   for scale in scales:
     sr_fn = make_fn(scale)
     if options.self_ensemble:
       sr_fn = inference.self_ensemble(sr_fn)
     for name in datasets:
-      records, total = load_records(data_dir, name, scale, options.setting, cache_dir)
+      records = load_records(data_dir, name, scale, options.setting, cache_dir)
       if show_progress:
-        records = cli.progress(records, total=total, desc=f'{name} x{scale}', unit='img')
-      scored = score_records(records, sr_fn, scale, options)
+        records = cli.progress(records, total=len(stems[name, scale]), desc=f'{name} x{scale}',
+                               unit='img')
+      save = None
+      if save_images is not None:
+        save = (lambda rec, sr, name=name, scale=scale: imageio.write_png(
+            image_path(save_images, name, scale, rec.lr_stem), sr))
+      scored = score_records(records, sr_fn, scale, options, save)
       results.append({'dataset': name, 'scale': scale, 'setting': options.setting,
                       'method': method + ('+' if options.self_ensemble else ''),
                       'grey_as_y': options.grey_as_y, **scored})
@@ -296,8 +367,11 @@ def csv_text(report: Mapping[str, Any]) -> str:
   mean_cols = [f'psnr_mean_steps1to{t}' for t in range(1, steps + 1)]
   buf = io.StringIO()
   w = csv.writer(buf, lineterminator='\n')
-  w.writerow(['dataset', 'scale', 'setting', 'method', 'name', 'sigma', 'psnr', 'ssim'] +
-             step_cols + mean_cols)
+  w.writerow(['dataset', 'scale', 'setting', 'method', 'name', 'sigma', 'psnr', 'ssim',
+              'psnr_rgb'] + step_cols + mean_cols)
+
+  def num(row, key):
+    return '' if row.get(key) is None else f'{row[key]:.6f}'
 
   def vals(row, key):
     v = list(row.get(key) or [])
@@ -307,16 +381,17 @@ def csv_text(report: Mapping[str, Any]) -> str:
     head = [r['dataset'], r['scale'], r['setting'], r['method']]
     for img in r['images']:
       sigma = '' if img['sigma'] is None else f'{img["sigma"]:.6f}'
-      w.writerow(head + [img['name'], sigma, f'{img["psnr"]:.6f}', f'{img["ssim"]:.6f}'] +
+      w.writerow(head + [img['name'], sigma, f'{img["psnr"]:.6f}', f'{img["ssim"]:.6f}',
+                         num(img, 'psnr_rgb')] +
                  vals(img, 'per_step_psnr') + vals(img, 'per_step_mean_psnr'))
-    w.writerow(head + ['(mean)', '', f'{r["psnr"]:.6f}', f'{r["ssim"]:.6f}'] +
+    w.writerow(head + ['(mean)', '', f'{r["psnr"]:.6f}', f'{r["ssim"]:.6f}', num(r, 'psnr_rgb')] +
                vals(r, 'per_step_psnr') + vals(r, 'per_step_mean_psnr'))
   return buf.getvalue()
 
 
-def output_paths(output: os.PathLike | str) -> tuple[pathlib.Path, pathlib.Path]:
-  """(the JSON path, the CSV beside it)."""
-  path = pathlib.Path(output)
+def output_paths(output: os.PathLike | str) -> tuple[epath.Path, epath.Path]:
+  """(the JSON path, the CSV beside it); local or a URL."""
+  path = epath.Path(output)
   if path.suffix.lower() != '.json':
     raise ValueError(f'--output must name a .json file, got {str(path)!r}')
   return path, path.with_suffix('.csv')
@@ -330,10 +405,10 @@ def check_outputs_free(output: os.PathLike | str, overwrite: bool) -> None:
 
 
 def write_report(report: Mapping[str, Any], output: os.PathLike | str,
-                 overwrite: bool = False) -> tuple[pathlib.Path, pathlib.Path]:
-  """Writes the JSON and the CSV beside it, each atomically (temp file + rename)."""
+                 overwrite: bool = False) -> tuple[epath.Path, epath.Path]:
+  """Writes the JSON and the CSV beside it, each whole or not at all (`imageio.write_bytes`)."""
   check_outputs_free(output, overwrite)
   json_path, csv_path = output_paths(output)
-  imageio.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
-  imageio.write_text(csv_path, csv_text(report))
+  imageio.write_bytes(json_path, (json.dumps(_json_safe(report), indent=1) + '\n').encode())
+  imageio.write_bytes(csv_path, csv_text(report).encode())
   return json_path, csv_path

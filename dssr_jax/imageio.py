@@ -23,7 +23,7 @@ import re
 import struct
 import tempfile
 import zlib
-from typing import BinaryIO, Callable, Tuple, Union
+from typing import BinaryIO, Callable, Sequence, Tuple, Union
 
 from etils import epath
 import numpy as np
@@ -248,6 +248,34 @@ def write_png(path: PathLike, img: np.ndarray) -> None:
   if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
     raise ValueError(f'write_png: img must be HxW or HxWx3/4, got shape {img.shape}')
   atomic_write(path, lambda f: Image.fromarray(img).save(f, format='PNG'))
+
+
+def check_free(paths: Sequence[PathLike], overwrite: bool) -> None:
+  """Refuses (before anything is computed or written) to replace a file, or to write two outputs
+  under one name.
+
+  One listing per folder, not one request per file.
+
+  Raises:
+    ValueError: two of `paths` are the same file.
+    FileExistsError: naming the first path that exists, unless `overwrite`.
+  """
+  seen = set()
+  for p in paths:
+    if str(p) in seen:
+      raise ValueError(f'two outputs would be written to {str(p)!r} (two inputs with one stem?)')
+    seen.add(str(p))
+  if overwrite:
+    return
+  listed = {}
+  for p in map(epath.Path, paths):
+    parent = str(p.parent)
+    if parent not in listed:
+      d = p.parent
+      listed[parent] = {q.name for q in d.iterdir()} if d.is_dir() else set()
+    if p.name in listed[parent]:
+      raise FileExistsError(f'{str(p)!r} already exists; pass --overwrite to replace it')
+
 
 
 # ----------------------------------------------------------------------------------------------

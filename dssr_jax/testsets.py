@@ -1,32 +1,45 @@
-"""Blind-SR test sets: Gaussian8 from any HR folder, DIV2KRK (loader and generator).
+"""Blind-SR test sets: Gaussian8 from any HR folder, DIV2KRK (loader and generator), paired folders.
 
-Gaussian8 (IKC's protocol, docs/design.md section 4): every HR image modcropped to a multiple of s, eight
-isotropic 21x21 kernels with sigma = linspace(lo, hi, 8) per scale, MATLAB bicubic downsampling,
-LR clipped and rounded to 8 bits. No randomness: the set is a pure function of the HR files.
+Gaussian8 (IKC's protocol, docs/design.md section 4.1): every HR image modcropped to a multiple of s,
+eight isotropic 21x21 kernels with sigma = linspace(lo, hi, 8) per scale, MATLAB bicubic
+downsampling, LR clipped and rounded to 8 bits. No randomness: the set is a pure function of the HR
+files. `export_gaussian8` writes it as a paired set.
 
-DIV2KRK (KernelGAN, docs/design.md section 3 setting 2) in its public layout: `gt/img_N_gt.png`,
+DIV2KRK (KernelGAN, docs/design.md section 4.2) in its public layout: `gt/img_N_gt.png`,
 `lr_x{2,4}/im_N.png`, `gt_k_x{2,4}/kernel_N.mat` (MATLAB key `Kernel`). `make_div2krk` writes a
-set of the same kind from any HR folder with a fixed seed.
+set of the same kind from any HR folder with a fixed seed; `div2krk_style` gives its records
+without writing them (training validation).
 
-numpy only (no tensorflow).
+Paired sets in the authors' LQGT layout: `ROOT/HR/x{s}/` and `ROOT/LRblur/x{s}/` hold files of the
+same names; `paired` scores any LR/HR pairs (the authors' LR files, another paper's set, one's own).
+
+Every path may be local or a URL that etils.epath understands (gs://...). numpy only (no
+tensorflow, except what epath uses for URLs).
+
+  python -m dssr_jax.testsets gaussian8 --hr_dir=HR --out_dir=OUT [--name=NAME] --scales=2,3,4
+  python -m dssr_jax.testsets div2krk --hr_dir=HR --out_dir=OUT [--seed=0] [--scales=2,4]
 """
 
 import dataclasses
 import hashlib
+import io
 import logging
 import math
-import pathlib
 import re
 import sys
 from typing import Iterator, Optional, Sequence
 
 from absl import app
 from absl import flags
+from etils import epath
 import numpy as np
 from scipy import io as sio
 
 from dssr_jax import degrade
 from dssr_jax import imageio
+
+PAIRED_HR = 'HR'
+PAIRED_LR = 'LRblur'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +48,13 @@ class Record:
 
   Attributes:
     name: the HR image's file stem (e.g. 'baby', 'img_43'); Gaussian8 has 8 records per name.
-    sigma: the Gaussian8 kernel width, None for DIV2KRK.
+    sigma: the Gaussian8 kernel width, None for DIV2KRK and paired sets.
     hr: uint8 HxWx3, modcropped so that its size is `scale` times the LR size.
     lr: uint8 (H/s)x(W/s)x3.
-    grey: the HR file was greyscale (metrics may then use `grey_as_y`, docs/design.md section 4).
+    grey: the HR file was greyscale (metrics may then use `grey_as_y`, docs/design.md section 4.4).
     kernel: the blur kernel (float64), for DIV2KRK; None for Gaussian8 (it is `sigma`'s).
+    lr_stem: the LR file's stem: `im_N` (DIV2KRK), the LR file's (paired), `<name>_sig<sigma>`
+      (Gaussian8, the name `export_gaussian8` writes it under). Outputs are saved under it.
   """
   name: str
   sigma: Optional[float]
@@ -47,6 +62,7 @@ class Record:
   lr: np.ndarray
   grey: bool
   kernel: Optional[np.ndarray] = None
+  lr_stem: str = ''
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
@@ -64,9 +80,31 @@ def _hr_files(hr_dir) -> list:
   return files
 
 
+def _stored(hr: np.ndarray, grey: bool) -> np.ndarray:
+  """What an exported HR file holds: one channel for a greyscale original, so that it is read
+  back as greyscale (and scored the same under `grey_as_y`)."""
+  return hr[:, :, 0] if grey else hr
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian8.
+
+
 def gaussian8_lr(hr: np.ndarray, sigma: float, scale: int) -> np.ndarray:
   """The Gaussian8 LR image (uint8) of a modcropped uint8 HR image for one sigma."""
   return degrade.quantize(degrade.degrade(hr / 255.0, degrade.isotropic_kernel(sigma), scale))
+
+
+def gaussian8_stem(name: str, sigma: float) -> str:
+  """The file stem of one Gaussian8 LR image: the HR stem and the kernel width, e.g. baby_sig0.80
+  (two decimals tell the eight sigmas of every scale apart)."""
+  return f'{name}_sig{sigma:.2f}'
+
+
+def gaussian8_stems(hr_dir, scale: int) -> list[str]:
+  """The `lr_stem`s of `gaussian8(hr_dir, scale)`, in its order, without degrading anything."""
+  sigmas = degrade.gaussian8_sigmas(scale)
+  return [gaussian8_stem(f.stem, s) for f in _hr_files(hr_dir) for s in sigmas]
 
 
 def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
@@ -85,7 +123,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
   """
   sigmas = degrade.gaussian8_sigmas(scale)
   files = _hr_files(hr_dir)
-  cache = pathlib.Path(cache_dir) / f'gaussian8_x{scale}' if cache_dir is not None else None
+  cache = epath.Path(cache_dir) / f'gaussian8_x{scale}' if cache_dir is not None else None
   for f in files:
     hr, info = imageio.read_image(f, with_info=True)
     hr = modcrop(hr, scale)
@@ -107,10 +145,69 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
         lr = gaussian8_lr(hr, sigma, scale)
         if cache is not None:
           imageio.write_png(cached, lr)
-      yield Record(name=f.stem, sigma=float(sigma), hr=hr, lr=lr, grey=info.grey)
+      yield Record(name=f.stem, sigma=float(sigma), hr=hr, lr=lr, grey=info.grey,
+                   lr_stem=gaussian8_stem(f.stem, sigma))
 
+
+def export_gaussian8(hr_dir, out_dir, scales: Sequence[int] = (2, 3, 4), name: str | None = None,
+                     overwrite: bool = False) -> int:
+  """Writes Gaussian8 as a paired set: `out_dir/name/LRblur/x{s}/<stem>_sig<sigma>.png` and the
+  modcropped HR under the same name in `out_dir/name/HR/x{s}/`, for each image and sigma.
+
+  The LR files are the records `gaussian8(hr_dir, s)` yields, so `paired(out_dir/name, s)` gives
+  the same records (and eval.py --setting=paired the same scores). Every target is checked
+  before anything is computed or written.
+
+  Args:
+    hr_dir: folder of HR images.
+    out_dir: the data folder (eval.py's --data_dir).
+    scales: a subset of 2, 3, 4.
+    name: the dataset's folder name (default: `hr_dir`'s own name, e.g. Set5).
+    overwrite: replace existing files.
+
+  Returns:
+    The number of LR files written.
+
+  Raises:
+    FileExistsError: naming the first target that exists, unless `overwrite`.
+    ValueError: a bad scale, no HR images, two HR files with one stem.
+  """
+  name = name or epath.Path(hr_dir).name
+  if not name or '/' in name:
+    raise ValueError(f'the dataset name must be one folder name, got {name!r}')
+  root = epath.Path(out_dir) / name
+  targets = []
+  for s in scales:
+    stems = gaussian8_stems(hr_dir, s)
+    for sub in (PAIRED_LR, PAIRED_HR):
+      targets += [root / sub / f'x{s}' / f'{stem}.png' for stem in stems]
+  imageio.check_free(targets, overwrite)
+  n = 0
+  for s in scales:
+    for rec in gaussian8(hr_dir, s):
+      imageio.write_png(root / PAIRED_LR / f'x{s}' / f'{rec.lr_stem}.png', rec.lr)
+      imageio.write_png(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', _stored(rec.hr, rec.grey))
+      n += 1
+  return n
+
+
+# ----------------------------------------------------------------------------------------------
+# DIV2KRK.
 
 _GT_RE = re.compile(r'^img_(\d+)_gt$')
+
+
+def _div2krk_gts(root) -> list:
+  root = epath.Path(root)
+  gts = [p for p in imageio.list_images(root / 'gt') if _GT_RE.match(p.stem)]
+  if not gts:
+    raise ValueError(f'no img_N_gt.png files in {str(root / "gt")!r}')
+  return sorted(gts, key=lambda p: int(_GT_RE.match(p.stem).group(1)))
+
+
+def div2krk_stems(root) -> list[str]:
+  """The `lr_stem`s (im_N) of `div2krk(root, s)`, in its order."""
+  return [f'im_{_GT_RE.match(p.stem).group(1)}' for p in _div2krk_gts(root)]
 
 
 def div2krk(root, scale: int) -> Iterator[Record]:
@@ -125,12 +222,8 @@ def div2krk(root, scale: int) -> Iterator[Record]:
   """
   if scale not in (2, 4):
     raise ValueError(f'DIV2KRK has scales 2 and 4, got {scale!r}')
-  root = pathlib.Path(root)
-  gts = [p for p in imageio.list_images(root / 'gt') if _GT_RE.match(p.stem)]
-  if not gts:
-    raise ValueError(f'no img_N_gt.png files in {str(root / "gt")!r}')
-  gts.sort(key=lambda p: int(_GT_RE.match(p.stem).group(1)))
-  for gt_path in gts:
+  root = epath.Path(root)
+  for gt_path in _div2krk_gts(root):
     n = _GT_RE.match(gt_path.stem).group(1)
     lr_path = root / f'lr_x{scale}' / f'im_{n}.png'
     k_path = root / f'gt_k_x{scale}' / f'kernel_{n}.mat'
@@ -139,7 +232,7 @@ def div2krk(root, scale: int) -> Iterator[Record]:
         raise FileNotFoundError(f'DIV2KRK: {str(p)!r} (for {gt_path.name}) does not exist')
     hr, info = imageio.read_image(gt_path, with_info=True)
     lr = imageio.read_image(lr_path)
-    mat = sio.loadmat(str(k_path))
+    mat = sio.loadmat(io.BytesIO(k_path.read_bytes()))
     if 'Kernel' not in mat:
       raise ValueError(f'DIV2KRK: {str(k_path)!r} has no key "Kernel" (keys: {sorted(mat)})')
     kernel = np.asarray(mat['Kernel'], np.float64)
@@ -148,7 +241,7 @@ def div2krk(root, scale: int) -> Iterator[Record]:
       raise ValueError(f'DIV2KRK: {gt_path.name} {hr.shape[:2]} is smaller than x{scale} its LR '
                        f'{lr.shape[:2]}')
     yield Record(name=gt_path.stem[:-len('_gt')], sigma=None, hr=hr[:h, :w], lr=lr,
-                 grey=info.grey, kernel=kernel)
+                 grey=info.grey, kernel=kernel, lr_stem=f'im_{n}')
 
 
 def div2krk_lr(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
@@ -158,14 +251,46 @@ def div2krk_lr(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
   return degrade.quantize(degrade.degrade(hr / 255.0, aligned, scale, 'aniso'))
 
 
+def div2krk_kernel(seed: int, index: int, scale: int) -> np.ndarray:
+  """The centred kernel of image `index` (1-based) at `scale` in a DIV2KRK-style set: drawn from
+  numpy's default_rng([seed, index, scale]) (x2: 11x11; x4: 31x31 from a fresh 11x11 k)."""
+  rng = np.random.default_rng([seed, index, scale])
+  k = degrade.anisotropic_kernel(*degrade.sample_anisotropic_params(rng))
+  return degrade.x4_kernel(k) if scale == 4 else k
+
+
+def _check_div2krk_scales(scales: Sequence[int]) -> None:
+  for s in scales:
+    if s not in (2, 4):
+      raise ValueError(f'DIV2KRK-style sets have scales 2 and 4, got {s!r}')
+
+
+def div2krk_style(hr_dir, scale: int, seed: int = 0, scales: Sequence[int] = (2, 4)
+                  ) -> Iterator[Record]:
+  """The records that `make_div2krk(hr_dir, out, seed, scales)` then `div2krk(out, scale)` give,
+  computed in memory, image by image (nothing is written; later images are never read if the
+  caller stops early).
+  """
+  _check_div2krk_scales(scales)
+  if scale not in scales:
+    raise ValueError(f'scale {scale} is not one of the set\'s scales {tuple(scales)}')
+  m = math.lcm(*scales)
+  for i, f in enumerate(_hr_files(hr_dir), start=1):
+    hr, info = imageio.read_image(f, with_info=True)
+    hr = modcrop(hr, m)
+    k = div2krk_kernel(seed, i, scale)
+    yield Record(name=f'img_{i}', sigma=None, hr=hr, lr=div2krk_lr(hr, k, scale), grey=info.grey,
+                 kernel=k, lr_stem=f'im_{i}')
+
+
 def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
                  overwrite: bool = False) -> int:
   """Writes a DIV2KRK-style anisotropic test set for every image in `hr_dir`.
 
-  Image i (sorted by file name, numbered from 1) gets, per scale, a fresh kernel drawn from
-  numpy's default_rng([seed, i, scale]) (x2: 11x11; x4: 31x31 from a fresh 11x11 k); the stored
-  kernels are the centred ones, the LR is made with them aligned (`div2krk_lr`). HR is modcropped
-  to a multiple of every scale. `gt/names.txt` maps numbers to the source files.
+  Image i (sorted by file name, numbered from 1) gets, per scale, a fresh kernel
+  (`div2krk_kernel(seed, i, scale)`); the stored kernels are the centred ones, the LR is made with
+  them aligned (`div2krk_lr`). HR is modcropped to a multiple of every scale (a greyscale file
+  stays greyscale). `gt/names.txt` maps numbers to the source files.
 
   Returns:
     The number of images written.
@@ -173,53 +298,126 @@ def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
   Raises:
     FileExistsError: `out_dir/gt` already holds images and `overwrite` is False.
   """
-  for s in scales:
-    if s not in (2, 4):
-      raise ValueError(f'DIV2KRK-style sets have scales 2 and 4, got {s!r}')
+  _check_div2krk_scales(scales)
   files = _hr_files(hr_dir)
-  out = pathlib.Path(out_dir)
+  out = epath.Path(out_dir)
   if not overwrite and (out / 'gt').is_dir() and imageio.list_images(out / 'gt'):
-    raise FileExistsError(f'{str(out / "gt")!r} already holds images; pass overwrite=True')
+    raise FileExistsError(f'{str(out / "gt")!r} already holds images; pass --overwrite to '
+                          'replace them')
   m = math.lcm(*scales)
   names = []
   for i, f in enumerate(files, start=1):
-    hr = modcrop(imageio.read_image(f), m)
-    imageio.write_png(out / 'gt' / f'img_{i}_gt.png', hr)
+    hr, info = imageio.read_image(f, with_info=True)
+    hr = modcrop(hr, m)
+    imageio.write_png(out / 'gt' / f'img_{i}_gt.png', _stored(hr, info.grey))
     for s in scales:
-      rng = np.random.default_rng([seed, i, s])
-      k = degrade.anisotropic_kernel(*degrade.sample_anisotropic_params(rng))
-      if s == 4:
-        k = degrade.x4_kernel(k)
-      (out / f'gt_k_x{s}').mkdir(parents=True, exist_ok=True)
-      sio.savemat(str(out / f'gt_k_x{s}' / f'kernel_{i}.mat'), {'Kernel': k})
+      k = div2krk_kernel(seed, i, s)
+      buf = io.BytesIO()
+      sio.savemat(buf, {'Kernel': k})
+      imageio.write_bytes(out / f'gt_k_x{s}' / f'kernel_{i}.mat', buf.getvalue())
       imageio.write_png(out / f'lr_x{s}' / f'im_{i}.png', div2krk_lr(hr, k, s))
     names.append(f'{i}\t{f.name}')
-  (out / 'gt' / 'names.txt').write_text('\n'.join(names) + '\n')
+  imageio.write_bytes(out / 'gt' / 'names.txt', ('\n'.join(names) + '\n').encode())
   return len(files)
 
 
+# ----------------------------------------------------------------------------------------------
+# Paired folders (LQGT layout).
+
+
+def paired_files(root, scale: int) -> list[tuple]:
+  """(HR, LR) file pairs of `root/HR/x{s}` and `root/LRblur/x{s}`, paired by sorted name.
+
+  Everything a scorer needs is checked here, before any image is decoded (sizes from the file
+  headers): the same number of files, the same stems in sorted order, no stem twice, and every HR
+  image s x its LR's size, or up to s - 1 rows/columns more (modcrop removes them).
+
+  Raises:
+    FileNotFoundError: a folder is missing (named).
+    ValueError: naming the files that do not pair or fit.
+  """
+  root = epath.Path(root)
+  hr_dir, lr_dir = root / PAIRED_HR / f'x{scale}', root / PAIRED_LR / f'x{scale}'
+  hrs, lrs = imageio.list_images(hr_dir), imageio.list_images(lr_dir)
+  if not lrs:
+    raise ValueError(f'no image files in {str(lr_dir)!r}')
+  if len(hrs) != len(lrs):
+    hr_stems, lr_stems = {p.stem for p in hrs}, {p.stem for p in lrs}
+    alone = ([p.name for p in hrs if p.stem not in lr_stems][:3] +
+             [p.name for p in lrs if p.stem not in hr_stems][:3])
+    raise ValueError(f'{str(hr_dir)!r} holds {len(hrs)} images but {str(lr_dir)!r} holds '
+                     f'{len(lrs)}; without a partner: {", ".join(alone) or "(same names)"}')
+  stems = set()
+  for h, l in zip(hrs, lrs):
+    if h.stem != l.stem:
+      raise ValueError(f'unpaired names: {str(h)!r} and {str(l)!r} (paired by sorted name, an HR '
+                       'file and its LR file must have the same name)')
+    if l.stem in stems:
+      raise ValueError(f'two files named {l.stem!r} (different extensions) in {str(lr_dir)!r}')
+    stems.add(l.stem)
+  for h, l in zip(hrs, lrs):
+    (hh, hw), (lh, lw) = imageio.image_size(h), imageio.image_size(l)
+    if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
+      raise ValueError(f'{str(h)!r} ({hh}x{hw}) does not fit x{scale} its LR {str(l)!r} '
+                       f'({lh}x{lw}): HR must be {lh * scale}x{lw * scale} (modcrop drops up '
+                       f'to {scale - 1} more rows and columns)')
+  return list(zip(hrs, lrs))
+
+
+def paired(root, scale: int) -> Iterator[Record]:
+  """Yields the records of a paired set (see `paired_files`, which checks it all first): HR
+  modcropped to `scale` x the LR size, named by the LR file's stem."""
+  for h, l in paired_files(root, scale):
+    hr, info = imageio.read_image(h, with_info=True)
+    lr = imageio.read_image(l)
+    hr = modcrop(hr, scale)
+    if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):  # a file changed meanwhile
+      raise ValueError(f'{str(h)!r} does not fit x{scale} its LR {str(l)!r}')
+    yield Record(name=l.stem, sigma=None, hr=hr, lr=lr, grey=info.grey, lr_stem=l.stem)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line.
+
 FLAGS = flags.FLAGS
-COMMANDS = ('div2krk',)
+COMMANDS = ('gaussian8', 'div2krk')
+DEFAULT_SCALES = {'gaussian8': (2, 3, 4), 'div2krk': (2, 4)}
 
 
 def _define_flags():
   flags.DEFINE_string('hr_dir', None, 'Folder of HR images.', required=True)
-  flags.DEFINE_string('out_dir', None, 'Where the test set goes.', required=True)
-  flags.DEFINE_list('scales', ['2', '4'], 'Scales to write.')
+  flags.DEFINE_string('out_dir', None, 'gaussian8: the data folder, written as OUT/NAME/HR/xS and '
+                      'OUT/NAME/LRblur/xS; div2krk: the set\'s own folder (OUT/gt, OUT/lr_xS, '
+                      'OUT/gt_k_xS).', required=True)
+  flags.DEFINE_string('name', None, 'gaussian8: the dataset folder name (default: the name of '
+                      '--hr_dir).')
+  flags.DEFINE_list('scales', None, 'Scales to write (default: gaussian8 2,3,4; div2krk 2,4).')
   flags.DEFINE_integer('seed', 0, 'div2krk: the seed of the kernels.')
-  flags.DEFINE_bool('overwrite', False, 'Replace an existing set.')
+  flags.DEFINE_bool('overwrite', False, 'Replace existing files.')
 
 
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f'give one command, one of {COMMANDS}; got {argv[1:]}')
+  command = argv[1]
   try:
-    scales = [int(s) for s in FLAGS.scales]
-    n = make_div2krk(FLAGS.hr_dir, FLAGS.out_dir, seed=FLAGS.seed, scales=scales,
-                     overwrite=FLAGS.overwrite)
+    try:
+      scales = [int(s) for s in FLAGS.scales] if FLAGS.scales else DEFAULT_SCALES[command]
+    except ValueError as e:
+      raise ValueError(f'--scales must be integers, got {FLAGS.scales}') from e
+    if command == 'gaussian8':
+      n = export_gaussian8(FLAGS.hr_dir, FLAGS.out_dir, scales=scales, name=FLAGS.name,
+                           overwrite=FLAGS.overwrite)
+      name = FLAGS.name or epath.Path(FLAGS.hr_dir).name
+      print(f'wrote {n} LR/HR pairs to {epath.Path(FLAGS.out_dir) / name}')
+    else:
+      if FLAGS.name:
+        raise ValueError('--name is for gaussian8; div2krk writes into --out_dir itself')
+      n = make_div2krk(FLAGS.hr_dir, FLAGS.out_dir, seed=FLAGS.seed, scales=scales,
+                       overwrite=FLAGS.overwrite)
+      print(f'wrote {n} images to {FLAGS.out_dir}')
   except (ValueError, FileExistsError, FileNotFoundError) as e:
     sys.exit(f'error: {e}')
-  print(f'wrote {n} images to {FLAGS.out_dir}')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,11 @@
-"""Validation during training: Y-PSNR on a few Gaussian8 images (docs/design.md sections 2 and 4)."""
+"""Validation during training: Y-PSNR on a few test images of the training's own setting.
+
+Setting 1 ('iso'): Gaussian8 LR images (docs/design.md sections 2.4 and 4.1). Setting 2 ('aniso'):
+a DIV2KRK-style set (section 4.2) made from the same folder with seed `DIV2KRK_SEED`, the images
+`python -m dssr_jax.testsets div2krk --hr_dir=VAL_DIR --seed=0` writes.
+"""
+
+import itertools
 
 import jax
 import ml_collections
@@ -9,6 +16,8 @@ from dssr_jax import fast
 from dssr_jax import imageio
 from dssr_jax import metrics as metrics_lib
 from dssr_jax import model as model_lib
+
+DIV2KRK_SEED = 0
 
 
 def detail_image(detail: np.ndarray) -> np.ndarray:
@@ -36,20 +45,33 @@ def pick_records(records, num_images: int, num_sigmas: int) -> list:
   return out
 
 
+def validation_records(config: ml_collections.ConfigDict) -> list:
+  """The fixed LR/HR pairs validation scores (nothing beyond them is read or degraded).
+
+  'iso': the first `val_images` images of `val_dir`, each at `val_sigmas` Gaussian8 widths.
+  'aniso': the first `val_images` images of the DIV2KRK-style set of `val_dir` (one kernel each;
+  `val_sigmas` does not apply).
+  """
+  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+  tc, scale = config.train, config.model.scale
+  if tc.val_images < 1 or tc.val_sigmas < 1:
+    raise ValueError('config.train.val_images and val_sigmas must be at least 1, got '
+                     f'{tc.val_images} and {tc.val_sigmas}')
+  if config.data.degradation == 'aniso':
+    records = testsets.div2krk_style(tc.val_dir, scale, seed=DIV2KRK_SEED)
+    return list(itertools.islice(records, tc.val_images))
+  return pick_records(testsets.gaussian8(tc.val_dir, scale), tc.val_images, tc.val_sigmas)
+
+
 class Validator:
-  """Runs the network on fixed Gaussian8 LR images and writes PSNR, an SR image and a detail map."""
+  """Runs the network on fixed LR images of the training's setting and writes PSNR, an SR image
+  and a detail map."""
 
   def __init__(self, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh):
-    from dssr_jax import testsets  # pylint: disable=g-import-not-at-top  (may use tf)
-    tc = config.train
-    if tc.val_images < 1 or tc.val_sigmas < 1:
-      raise ValueError('config.train.val_images and val_sigmas must be at least 1, got '
-                       f'{tc.val_images} and {tc.val_sigmas}')
     self.scale = config.model.scale
-    self.records = pick_records(testsets.gaussian8(tc.val_dir, self.scale), tc.val_images,
-                                tc.val_sigmas)
+    self.records = validation_records(config)
     if not self.records:
-      raise FileNotFoundError(f'config.train.val_dir={tc.val_dir!r} holds no images')
+      raise FileNotFoundError(f'config.train.val_dir={config.train.val_dir!r} holds no images')
     self._replicated = NamedSharding(mesh, P())
     model = model_lib.DSSR(**config.model)
     self._apply = fast.jit(lambda p, x: model.apply({'params': p}, x),

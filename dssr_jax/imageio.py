@@ -319,3 +319,12 @@ def write_native(path: PathLike, samples: np.ndarray) -> None:
   else:
     data = samples[:, :, 0] if samples.shape[2] == 1 else samples
     atomic_write(path, lambda p: Image.fromarray(data).save(p, format='PNG'))
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+  """(height, width) of an image file, read from its header (no pixels are decoded)."""
+  try:
+    with Image.open(path) as im:
+      return im.size[1], im.size[0]
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{str(path)!r} is not a readable image: {e}') from e

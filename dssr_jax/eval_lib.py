@@ -100,8 +100,8 @@ def lr_sizes(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str
   return [(f.stem, *imageio.image_size(f)) for f in imageio.list_images(d / f'lr_x{scale}')]
 
 
-def check_memory(planner: tiling.TilePlanner, sizes: Sequence[tuple[str, int, int]], label: str,
-                 tile: int) -> str:
+def check_memory(planner: tiling.TilePlanner, sizes: Sequence[tuple[str, int, int]],
+                 label: str) -> str:
   """Says what the largest full-image pass of `sizes` needs; refuses when it does not fit.
 
   Each image's need is predicted from a few small compiled programs (or measured, when there are
@@ -109,18 +109,15 @@ def check_memory(planner: tiling.TilePlanner, sizes: Sequence[tuple[str, int, in
   then runs). Returns the report line.
 
   Raises:
-    tiling.MemoryBudgetError: it does not fit the budget and `tile` is 0.
+    tiling.MemoryBudgetError: it does not fit the budget.
   """
   if not sizes:
     return f'{label}: no images'
   # With few sizes every program will be compiled anyway: measure them all, no small probes.
-  exact = len({(h, w) for _, h, w in sizes}) <= 2 and not tile
+  exact = len({(h, w) for _, h, w in sizes}) <= 2
   needs = sorted((planner.need_whole((1, h, w, 3), exact=exact), name, h, w)
                  for name, h, w in sizes)
   _, name, h, w = needs[-1]
-  if tile:  # the whole image will not run: its program need not be compiled
-    return (f'{label}: full images would need up to ~{tiling.format_bytes(needs[-1][0])} '
-            f'({name}, {h}x{w} LR); scored in tiles of {tile}')
   need = planner.need_whole((1, h, w, 3))
   line = (f'{label}: full images need up to {tiling.format_bytes(need)} ({name}, {h}x{w} LR; '
           f'the smallest ~{tiling.format_bytes(needs[0][0])}), of a '
@@ -251,13 +248,14 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
-    # Before any image is scored: what the full images need, and a refusal when they cannot fit.
-    planner = inference.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
-                                     overlap=options.overlap)
-    for scale in scales:
-      for name in datasets:
-        sizes = lr_sizes(data_dir, name, scale, options.setting)
-        logging.info('%s', check_memory(planner, sizes, f'{name} x{scale}', options.tile))
+    if not options.tile:
+      # Before any image is scored: what the full images need; a refusal when they cannot fit.
+      planner = inference.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
+                                       overlap=options.overlap)
+      for scale in scales:
+        for name in datasets:
+          sizes = lr_sizes(data_dir, name, scale, options.setting)
+          logging.info('%s', check_memory(planner, sizes, f'{name} x{scale}'))
   results = []
   for scale in scales:
     sr_fn = make_fn(scale)

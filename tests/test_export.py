@@ -38,8 +38,16 @@ np.save(sys.argv[3], np.asarray(exported.call(np.load(sys.argv[2]))))
 
 TF_CONSUMER = BLOCK.format(blocked=('jax', 'jaxlib', 'flax', 'dssr_jax')) + '''
 import numpy as np, tensorflow as tf
+lr = np.load(sys.argv[2])
 serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']
-np.save(sys.argv[3], serve(lr=tf.constant(np.load(sys.argv[2])))['sr'].numpy())
+sr = serve(lr=tf.constant(lr))['sr'].numpy()
+# The same SavedModel through the TFLite converter and interpreter.
+lite = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(
+    sys.argv[1]).convert())
+lite.allocate_tensors()
+lite.set_tensor(lite.get_input_details()[0]['index'], lr)
+lite.invoke()
+np.save(sys.argv[3], np.stack([sr, lite.get_tensor(lite.get_output_details()[0]['index'])]))
 '''
 
 
@@ -92,7 +100,7 @@ def test_jax_export_cli_runs_with_jax_alone_at_any_batch(tiny_ckpt, params, tmp_
   assert out.read_bytes() == before
 
 
-def test_savedmodel_runs_with_tensorflow_alone(tiny_ckpt, params, tmp_path):
+def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt, params, tmp_path):
   out = tmp_path / 'dssr_savedmodel'
   loaded = inference.load_model(tiny_ckpt)
   meta = export.write(loaded, out, (1, 12, 16, 3), fmt='savedmodel')
@@ -100,8 +108,9 @@ def test_savedmodel_runs_with_tensorflow_alone(tiny_ckpt, params, tmp_path):
   assert meta['output']['shape'] == [1, 24, 32, 3]
   assert (out / 'saved_model.pb').is_file() and not list(tmp_path.glob('.dssr_savedmodel*'))
   lr = np.random.default_rng(1).random((1, 12, 16, 3), np.float32)
-  np.testing.assert_allclose(_consume(TF_CONSUMER, out, lr, tmp_path), _reference(params, lr),
-                             atol=1e-5)
+  sr, lite = _consume(TF_CONSUMER, out, lr, tmp_path)
+  np.testing.assert_allclose(sr, _reference(params, lr), atol=1e-5)
+  np.testing.assert_allclose(lite, _reference(params, lr), atol=1e-5)
 
 
 def test_bfloat16_export_computes_in_bfloat16(tiny_ckpt, params):

@@ -192,3 +192,14 @@ def test_eval_refuses_full_images_that_do_not_fit_unless_tiled(tiny_ckpt, data_d
   assert res['tile'] == 24 and report['run']['tile'] == 24
   tiles = {img['name']: img.get('tile') for img in res['images']}
   assert tiles == {'big': 24, 'small': None}  # 20x20 fits in one tile of 24
+
+
+def test_eval_cli_refuses_before_scoring(tiny_ckpt, data_dir, tmp_path):
+  out = tmp_path / 'r.json'
+  proc = _run([str(REPO / 'eval.py'), f'--checkpoint={tiny_ckpt}', f'--data_dir={data_dir}',
+               '--datasets=Rand', '--max_memory_gb=0.0005', f'--output={out}',
+               '--jax_cache_dir='], tmp_path)
+  assert proc.returncode == 2
+  assert 'error: Rand x2: full images need up to ' in proc.stderr
+  assert 'of a 0.5 MB memory budget: the full-image protocol does not fit' in proc.stderr
+  assert not out.exists()

@@ -120,9 +120,10 @@ def test_bfloat16_export_computes_in_bfloat16(tiny_ckpt, params):
   lr = np.random.default_rng(2).random((1, 12, 16, 3), np.float32)
   sr = np.asarray(restored.call(lr))
   assert sr.dtype == np.float32  # the interface stays float32
-  f32 = _reference(params, lr)
-  np.testing.assert_allclose(sr, _reference(params, lr, dtype='bfloat16'), atol=2e-2)
-  assert np.abs(sr - f32).max() > 1e-4  # it did not silently compute in float32
+  # bfloat16 keeps 8 bits of mantissa: the SR moves by about 1e-3..1e-2 from the float32 one,
+  # far more than float32's own rounding (1e-7) and far less than a wrong network would.
+  gap = np.abs(sr - _reference(params, lr)).max()
+  assert 1e-4 < gap < 5e-2, gap
 
 
 @pytest.mark.parametrize('text', ['1,12,16', '1,12,16,1', '0,12,16,3', '1,-4,16,3', '1,12,x,3',

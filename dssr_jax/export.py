@@ -177,6 +177,8 @@ def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: st
     raise ValueError(f'--dtype must be one of {DTYPES}, got {dtype!r}')
   check_outputs_free(out, overwrite)
   out = pathlib.Path(out)
+  if fmt == 'jax' and out.is_dir():
+    raise ValueError(f'{out} is a folder; --format=jax writes a file')
   if fmt == 'jax':
     blob = export_jax(loaded, lr_shape, dtype, platforms).serialize()
     imageio.atomic_write(out, lambda p: pathlib.Path(p).write_bytes(blob))

@@ -112,6 +112,14 @@ def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt,
   np.testing.assert_allclose(sr, _reference(params, lr), atol=1e-5)
   np.testing.assert_allclose(lite, _reference(params, lr), atol=1e-5)
 
+  with pytest.raises(FileExistsError, match='dssr_savedmodel already exists'):
+    export.write(loaded, out, (1, 8, 8, 3), fmt='savedmodel')
+  with pytest.raises(ValueError, match='is a folder'):
+    export.write(loaded, out, (1, 8, 8, 3), overwrite=True)
+  export.write(loaded, out, (2, 8, 8, 3), fmt='savedmodel', overwrite=True)
+  assert json.loads((tmp_path / 'dssr_savedmodel.json').read_text())['input']['shape'][0] == 2
+  assert (out / 'saved_model.pb').is_file() and not list(tmp_path.glob('.dssr_savedmodel*'))
+
 
 def test_bfloat16_export_computes_in_bfloat16(tiny_ckpt, params):
   loaded = inference.load_model(tiny_ckpt)

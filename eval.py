@@ -41,7 +41,10 @@ flags.DEFINE_bool('overwrite', False, 'Replace an existing --output and existing
                   '--save_images.')
 flags.DEFINE_bool('self_ensemble', False, 'x8 flip/transpose self-ensemble.')
 flags.DEFINE_bool('grey_as_y', False, 'Score greyscale HR files with Y = grey value (MATLAB).')
-flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does).')
+flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does; eval stops '
+                     'before it starts when they do not fit --max_memory_gb).')
+flags.DEFINE_float('max_memory_gb', None, 'Memory budget of one pass in GB (default: half the '
+                   'available RAM on CPU, 80% of the device memory on GPU/TPU).')
 flags.DEFINE_integer('overlap', 32, 'LR overlap between tiles.')
 flags.DEFINE_string('cache_dir', None, 'Where degraded LR test images may be cached.')
 flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR,
@@ -56,7 +59,7 @@ def _run(scales):
       data_dir=FLAGS.data_dir, datasets=FLAGS.datasets, scales=scales,
       options=eval_lib.EvalOptions(setting=FLAGS.setting, grey_as_y=FLAGS.grey_as_y,
                                    self_ensemble=FLAGS.self_ensemble, tile=FLAGS.tile,
-                                   overlap=FLAGS.overlap),
+                                   overlap=FLAGS.overlap, max_memory_gb=FLAGS.max_memory_gb),
       method=FLAGS.method, checkpoint=FLAGS.checkpoint or FLAGS.workdir, step=FLAGS.step,
       model_config=None if config is None else config.model.to_dict(),
       cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite)

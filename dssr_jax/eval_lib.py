@@ -26,6 +26,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ class EvalOptions:
   self_ensemble: bool = False
   tile: int = 0  # 0: full images, as the published protocol does.
   overlap: int = 32
+  max_memory_gb: float | None = None  # None: inference.default_memory_budget()
 
 
 def bicubic_sr_fn(scale: int) -> tiling.SRFn:
@@ -132,6 +134,47 @@ def image_path(save_dir: os.PathLike | str, dataset: str, scale: int, stem: str)
   return epath.Path(save_dir) / dataset / f'x{scale}' / f'{stem}.png'
 
 
+def lr_sizes(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str
+             ) -> list[tuple[str, int, int]]:
+  """(name, LR height, LR width) of every test image, from the files' headers (nothing is
+  degraded): Gaussian8 LR is the modcropped HR // scale; DIV2KRK and paired sets give LR files."""
+  d = dataset_dir(data_dir, dataset)
+  if setting == 'gaussian8':
+    return [(f.stem, *(n // scale for n in imageio.image_size(f))) for f in imageio.list_images(d)]
+  if setting == 'paired':
+    return [(l.stem, *imageio.image_size(l)) for _, l in testsets.paired_files(d, scale)]
+  return [(f.stem, *imageio.image_size(f)) for f in imageio.list_images(d / f'lr_x{scale}')]
+
+
+def check_memory(planner: tiling.TilePlanner, sizes: Sequence[tuple[str, int, int]],
+                 label: str) -> str:
+  """Says what the largest full-image pass of `sizes` needs; refuses when it does not fit.
+
+  Each image's need is predicted from a few small compiled programs (or measured, when there are
+  only one or two sizes); the largest one's is XLA's analysis of its own program (the one that
+  then runs). Returns the report line.
+
+  Raises:
+    tiling.MemoryBudgetError: it does not fit the budget.
+  """
+  if not sizes:
+    return f'{label}: no images'
+  # With few sizes every program will be compiled anyway: measure them all, no small probes.
+  exact = len({(h, w) for _, h, w in sizes}) <= 2
+  needs = sorted((planner.need_whole((1, h, w, 3), exact=exact), name, h, w)
+                 for name, h, w in sizes)
+  _, name, h, w = needs[-1]
+  need = planner.need_whole((1, h, w, 3))
+  line = (f'{label}: full images need up to {tiling.format_bytes(need)} ({name}, {h}x{w} LR; '
+          f'the smallest ~{tiling.format_bytes(needs[0][0])}), of a '
+          f'{tiling.format_bytes(planner.budget)} memory budget')
+  if need > planner.budget:
+    raise tiling.MemoryBudgetError(
+        f'{line}: the full-image protocol does not fit. Pass --tile=N to score it in tiles '
+        '(numbers then differ slightly from the protocol\'s) or raise --max_memory_gb')
+  return line
+
+
 def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
                 grey_as_y: bool) -> dict[str, Any]:
   """Y-PSNR/SSIM of one output ({'sr': [H,W,3]} and optionally 'steps': [T,H,W,3]) against HR."""
@@ -170,6 +213,8 @@ def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, option
     out = {k: (v[:, 0] if k in ('steps', 'details') else v[0]) for k, v in out.items()}
     row = {'name': rec.name, 'lr_stem': getattr(rec, 'lr_stem', '') or rec.name,
            'sigma': None if rec.sigma is None else float(rec.sigma)}
+    if options.tile and options.tile < max(lr.shape[1:3]):
+      row['tile'] = options.tile
     row.update(score_image(out, np.asarray(rec.hr), scale,
                            options.grey_as_y and bool(getattr(rec, 'grey', False))))
     images.append(row)
@@ -184,6 +229,8 @@ def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, option
   if 'per_step_psnr' in images[0]:
     for key in ('per_step_psnr', 'per_step_mean_psnr'):
       result[key] = [float(v) for v in np.mean([r[key] for r in images], axis=0)]
+  tiled = [r['tile'] for r in images if 'tile' in r]
+  result['tile'] = tiled[0] if tiled else None  # the LR tile size, when any image was tiled
   result['num_images'] = len(images)
   result['images'] = images
   return result
@@ -263,6 +310,14 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
+    if not options.tile:
+      # Before any image is scored: what the full images need; a refusal when they cannot fit.
+      planner = inference.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
+                                       overlap=options.overlap)
+      for scale in scales:
+        for name in datasets:
+          sizes = lr_sizes(data_dir, name, scale, options.setting)
+          logging.info('%s', check_memory(planner, sizes, f'{name} x{scale}'))
   stems = {(name, scale): lr_stems(data_dir, name, scale, options.setting)
            for scale in scales for name in datasets}
   if save_images is not None:

@@ -1,13 +1,16 @@
 r"""Super-resolves your own images with a DSSR checkpoint.
 
   python -m dssr_jax.infer photo.png more_photos/ list.txt --checkpoint=WORKDIR --out=OUT \
-      [--tile=256 --overlap=32] [--self_ensemble] [--save_details] [--overwrite]
+      [--max_memory_gb=4 | --tile=256] [--overlap=32] [--self_ensemble] [--save_details] \
+      [--overwrite]
 
 Inputs are image files (PNG, JPEG, TIFF, WebP, BMP, GIF), folders (their image files) and .txt/.lst
 lists of paths (one a line, relative to the list, '#' comments); inputs, lists, --checkpoint and
 --out may be local or URLs (gs://...). Each output is OUT/<name>_x<scale>.png (.tif for TIFF
 inputs): greyscale stays greyscale, alpha is kept (upscaled with bicubic), 16-bit input gives 16-bit
 output. Existing outputs are kept unless --overwrite.
+Images whose compiled program fits --max_memory_gb run whole, larger ones in the largest tiles
+that fit (XLA's memory analysis; see docs/inference.md); --tile forces a size.
 The library behind it is `dssr_jax.inference`.
 """
 
@@ -32,7 +35,11 @@ def _define_flags():
                       'checkpoints/<step> folder.', required=True)
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_string('out', None, 'Output folder.', required=True)
-  flags.DEFINE_integer('tile', 0, 'LR tile size, 0 for the whole image at once.', lower_bound=0)
+  flags.DEFINE_integer('tile', 0, 'LR tile size; 0: the whole image when it fits '
+                       '--max_memory_gb, else the largest tiles that do.', lower_bound=0)
+  flags.DEFINE_float('max_memory_gb', None, 'Memory budget of one pass in GB (10^9 bytes); '
+                     'default: half the available RAM on CPU, 80% of the device memory on '
+                     'GPU/TPU.')
   flags.DEFINE_integer('overlap', 32, 'LR pixels shared by neighbouring tiles.', lower_bound=0)
   flags.DEFINE_bool('self_ensemble', False, 'Average the x8 flips/transposes.')
   flags.DEFINE_bool('save_details', False, 'Also write the per-step detail maps (.npy and '
@@ -104,6 +111,15 @@ def main(argv: Sequence[str]) -> int:
     return 2
   scale = int(loaded.config['scale'])
   sr_fn = inference.make_sr_fn(loaded, ('sr', 'details') if FLAGS.save_details else ('sr',))
+  planner = None
+  if not FLAGS.tile:
+    try:  # before any work: can the budget hold the smallest tile?
+      planner = inference.tile_planner(sr_fn, scale, max_memory_gb=FLAGS.max_memory_gb,
+                                       overlap=FLAGS.overlap)
+      planner.check_smallest()
+    except ValueError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
   if FLAGS.self_ensemble:
     sr_fn = inference.self_ensemble(sr_fn)
   out_dir = epath.Path(FLAGS.out)
@@ -122,8 +138,11 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr)
       continue
     try:
-      inference.upscale_file(sr_fn, src, dst, scale, tile=FLAGS.tile, overlap=FLAGS.overlap,
-                             save_details=FLAGS.save_details)
+      inference.upscale_file(
+          sr_fn, src, dst, scale, tile=FLAGS.tile, overlap=FLAGS.overlap, planner=planner,
+          save_details=FLAGS.save_details,
+          on_plan=lambda p, i=i, src=src: print(f'[{i}/{len(files)}] {src}: {p.describe()}',
+                                                file=sys.stderr))
       print(f'[{i}/{len(files)}] {src} -> {dst}', file=sys.stderr)
     except ValueError as e:
       print(f'error: {e}', file=sys.stderr)

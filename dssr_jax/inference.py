@@ -1,12 +1,14 @@
 """Inference: a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
 
 `load_model` -> `make_sr_fn` -> (optionally `self_ensemble`) -> `tiling.tiled_apply` is what
-eval, the figures, the demo and `python -m dssr_jax.infer` run. jax, flax, numpy and orbax only.
+eval, the figures, the demo and `python -m dssr_jax.infer` run; `tile_planner` picks the tile from
+a memory budget (`default_memory_budget`). jax, flax, numpy and orbax only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -100,27 +102,107 @@ def load_model(path: os.PathLike | str, step: int | None = None,
   return LoadedModel(model=model, params=params, config=config, step=step, path=str(path))
 
 
-def make_sr_fn(loaded: LoadedModel, outputs: Sequence[str] = ('sr', 'steps', 'details')) -> SRFn:
-  """A numpy-in, numpy-out forward pass; one compilation per input shape, reused after that.
+class CompiledSR:
+  """A numpy-in, numpy-out forward pass; one compiled program per input shape, reused after that.
+
+  `memory(shape)` is XLA's memory analysis of the program for that shape: the program that then
+  runs, so asking costs no extra compilation. The weights are an argument of the program, not a
+  closure constant, so compiling does not fold millions of parameters into it.
+  """
+
+  def __init__(self, loaded: LoadedModel, outputs: Sequence[str], cache_size: int = 32):
+    outputs = tuple(outputs)
+    model = loaded.model
+    self._apply = fast.jit(lambda p, x: {k: v for k, v in model.apply({'params': p}, x).items()
+                                         if k in outputs})
+    self._params = jax.device_put(loaded.params)
+    self.compiled = functools.lru_cache(maxsize=cache_size)(self._compile)
+
+  def _compile(self, shape: tuple[int, ...]) -> jax.stages.Compiled:
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    return self._apply.lower(self._params, x).compile()
+
+  def memory(self, shape: Sequence[int]) -> tiling.ProgramMemory:
+    """XLA's memory analysis (temp, argument, output bytes) of the program for `shape`."""
+    m = self.compiled(tuple(int(s) for s in shape)).memory_analysis()
+    return tiling.ProgramMemory(temp=int(m.temp_size_in_bytes),
+                                argument=int(m.argument_size_in_bytes),
+                                output=int(m.output_size_in_bytes))
+
+  def __call__(self, lr: np.ndarray) -> dict[str, np.ndarray]:
+    lr = jnp.asarray(lr, jnp.float32)
+    out = self.compiled(tuple(lr.shape))(self._params, lr)
+    return jax.tree_util.tree_map(np.asarray, out)
+
+
+def make_sr_fn(loaded: LoadedModel, outputs: Sequence[str] = ('sr', 'steps', 'details')
+               ) -> CompiledSR:
+  """The network as a numpy-in, numpy-out function (`CompiledSR`).
 
   Args:
     loaded: the network and its weights.
     outputs: which of DSSR's outputs to bring back to the host ('sr' alone saves the transfer
       and the host memory of the T step images when they are not needed).
-
-  The weights are an argument of the jitted function, not a closure constant, so compiling does
-  not fold millions of parameters into the program.
   """
-  outputs = tuple(outputs)
-  model = loaded.model
-  apply = fast.jit(lambda p, x: {k: v for k, v in model.apply({'params': p}, x).items()
-                                 if k in outputs})
-  params = jax.device_put(loaded.params)
+  return CompiledSR(loaded, outputs)
 
-  def fn(lr: np.ndarray) -> dict[str, np.ndarray]:
-    return jax.tree_util.tree_map(np.asarray, apply(params, jnp.asarray(lr, jnp.float32)))
 
-  return fn
+# ----------------------------------------------------------------------------------------------
+# Memory budget.
+
+# Shares of the memory a pass may plan for: on CPU of the RAM available when it starts (the rest
+# is the runtime, the compiler and everything else on the machine), on an accelerator of what
+# its allocator may hand out (fragmentation).
+HOST_FRACTION = 0.5
+DEVICE_FRACTION = 0.8
+
+
+def available_host_memory() -> int:
+  """Bytes of RAM available now: /proc/meminfo's MemAvailable, capped by a cgroup v2 limit."""
+  avail = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          avail = int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  try:  # a container's limit, less what it already uses
+    with open('/sys/fs/cgroup/memory.max') as f:
+      limit = f.read().strip()
+    with open('/sys/fs/cgroup/memory.current') as f:
+      used = int(f.read())
+    if limit != 'max':
+      avail = min(avail, int(limit) - used)
+  except (OSError, ValueError):
+    pass
+  return avail
+
+
+def default_memory_budget(device: jax.Device | None = None) -> int:
+  """Bytes a pass may use: HOST_FRACTION of the available RAM on CPU, DEVICE_FRACTION of the
+  device allocator's limit on GPU/TPU."""
+  device = device or jax.local_devices()[0]
+  if device.platform != 'cpu':
+    limit = (device.memory_stats() or {}).get('bytes_limit')
+    if limit:
+      return int(DEVICE_FRACTION * limit)
+  return int(HOST_FRACTION * available_host_memory())
+
+
+def tile_planner(sr_fn: CompiledSR, scale: int, *, max_memory_gb: float | None = None,
+                 overlap: int = 32) -> tiling.TilePlanner:
+  """A `tiling.TilePlanner` for `sr_fn` under `max_memory_gb` (None: `default_memory_budget()`).
+
+  Raises:
+    ValueError: max_memory_gb is not positive.
+  """
+  if max_memory_gb is not None and not max_memory_gb > 0:
+    raise ValueError(f'--max_memory_gb must be positive, got {max_memory_gb}')
+  budget = (default_memory_budget() if max_memory_gb is None
+            else int(max_memory_gb * tiling.GB))
+  return tiling.TilePlanner(sr_fn.memory, budget, scale=scale, overlap=overlap,
+                            host_shares_budget=jax.default_backend() == 'cpu')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,17 +260,29 @@ def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
 
 
 def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, scale: int, *,
-                 tile: int = 0, overlap: int = 32, save_details: bool = False,
-                 progress: Callable[[int], Any] | None = None) -> None:
+                 tile: int = 0, overlap: int = 32, planner: tiling.TilePlanner | None = None,
+                 save_details: bool = False, progress: Callable[[int], Any] | None = None,
+                 on_plan: Callable[[tiling.TilePlan], Any] | None = None
+                 ) -> tiling.TilePlan | None:
   """Super-resolves the image file `src` into `dst`, keeping its greyscale, alpha and bit depth.
+
+  With a `planner` (and tile 0) the tile comes from its memory budget (the planner's overlap
+  then applies), is passed to `on_plan` before the work starts and is returned; otherwise `tile`
+  (0: the whole image) and `overlap`.
 
   With `save_details` (and an sr_fn that returns 'details') also writes the per-step detail maps
   beside dst: `<stem>_details.npy` (float32 [T, H, W, 3]) and `<stem>_detail_t<t>.png` (0.5 + d).
 
   Raises:
-    ValueError: src is not a readable image.
+    ValueError: src is not a readable image (tiling.MemoryBudgetError: it cannot fit the budget).
   """
   img = imageio.read_native(src)
+  plan = None
+  if planner is not None and not tile:
+    plan = planner.plan(img.rgb[None].shape)
+    tile, overlap = plan.tile, plan.overlap
+    if on_plan is not None:
+      on_plan(plan)
   out = tiling.tiled_apply(sr_fn, img.rgb[None], scale, tile, overlap, progress)
   alpha = None if img.alpha is None else upscale_alpha(img.alpha, scale)
   imageio.write_native(dst, imageio.to_samples(out['sr'][0], alpha, img.grey, img.bits))
@@ -199,3 +293,4 @@ def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, sc
     for t, d in enumerate(details, start=1):
       # Detail maps are signed residuals around 0: shown as 0.5 + d, as the paper's Fig. 4 does.
       imageio.write_png(f'{stem}_detail_t{t}.png', imageio.to_uint8(0.5 + d))
+  return plan

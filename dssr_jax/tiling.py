@@ -7,6 +7,7 @@ artificial border) and ramps linearly into its neighbour over the next quarter.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -101,3 +102,186 @@ def tiled_apply(fn: SRFn, lr: np.ndarray, scale: int, tile: int, overlap: int,
       if progress is not None:
         progress(1)
   return jax.tree_util.tree_unflatten(treedef, [a / wsum for a in acc])
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the tile from a memory budget.
+
+GB = 10**9
+
+
+def format_bytes(n: float) -> str:
+  return f'{n / GB:.2f} GB' if n >= GB / 10 else f'{n / 1e6:.1f} MB'
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramMemory:
+  """XLA's memory analysis of one compiled program, in bytes (`compiled.memory_analysis()`)."""
+  temp: int
+  argument: int
+  output: int
+
+  @property
+  def total(self) -> int:
+    return self.temp + self.argument + self.output
+
+
+# (B, h, w, C) -> XLA's memory analysis of the program compiled for an input of that shape.
+MeasureFn = Callable[[tuple[int, ...]], ProgramMemory]
+
+
+@dataclasses.dataclass(frozen=True)
+class TilePlan:
+  """How one image runs: whole (tile 0) or in tiles, and the memory that needs.
+
+  Attributes:
+    tile: LR tile size for `tiled_apply`; 0 for the whole image in one pass.
+    overlap: LR pixels shared by neighbouring tiles.
+    need: bytes of the chosen pass: the compiled program's (temp + argument + output, XLA's
+      analysis of the program that runs) plus the full-size host buffers when they share the
+      budget (CPU).
+    whole: bytes a whole-image pass needs (measured, or predicted from the measured programs).
+    whole_exact: whether `whole` was measured on the whole image's own program.
+    budget: the budget in bytes.
+    tiles: number of tiles (1 when whole).
+  """
+  tile: int
+  overlap: int
+  need: int
+  whole: int
+  whole_exact: bool
+  budget: int
+  tiles: int
+
+  def describe(self) -> str:
+    whole = ('' if self.whole_exact else '~') + format_bytes(self.whole)
+    budget = format_bytes(self.budget)
+    if not self.tile:
+      return f'whole image: needs {whole} of the {budget} memory budget'
+    return (f'{self.tiles} tiles of {self.tile} LR pixels (overlap {self.overlap}): the whole '
+            f'image would need {whole}, more than the {budget} memory budget; tiled it needs '
+            f'{format_bytes(self.need)}')
+
+
+class MemoryBudgetError(ValueError):
+  """The budget cannot hold what was asked (the message gives both numbers)."""
+
+
+class TilePlanner:
+  """Chooses, per image, the largest tile whose compiled program fits a memory budget.
+
+  The numbers are XLA's own memory analysis of the compiled programs (`measure`). Compiling is
+  slow, so the planner compiles as few programs as it can: the memory of a convolutional network
+  grows linearly with its input's pixels, so a line bytes = a + b * pixels is fitted (least
+  squares) through every program measured so far, and only the size the line picks is compiled,
+  to check it (that program is also the one that then runs, so the check costs nothing extra).
+
+  On CPU the program shares the host RAM with the full-size buffers around it (the input, the
+  fetched output and, when tiled, the blending accumulators); `host_shares_budget` counts them.
+  """
+
+  def __init__(self, measure: MeasureFn, budget: int, *, scale: int, overlap: int = 32,
+               multiple: int = 16, host_shares_budget: bool = True):
+    if budget <= 0:
+      raise ValueError(f'the memory budget must be positive, got {budget / GB:g} GB')
+    if overlap < 0 or multiple < 1:
+      raise ValueError(f'overlap ({overlap}) must be >= 0 and multiple ({multiple}) >= 1')
+    self.measure_fn, self.budget, self.scale, self.overlap = measure, int(budget), scale, overlap
+    self.multiple, self.host_shares_budget = multiple, host_shares_budget
+    # The smallest useful tile: half of it is overlap; a multiple of `multiple`.
+    self.min_tile = max(multiple, -(-2 * overlap // multiple) * multiple)
+    self.measured: dict[tuple[int, ...], ProgramMemory] = {}
+
+  def measure(self, shape: tuple[int, ...]) -> ProgramMemory:
+    shape = tuple(int(s) for s in shape)
+    if shape not in self.measured:
+      self.measured[shape] = self.measure_fn(shape)
+    return self.measured[shape]
+
+  def _fit(self) -> tuple[float, float, float]:
+    """(bytes at 0 pixels, bytes per pixel, output bytes per pixel) through the measurements."""
+    px = np.array([s[0] * s[1] * s[2] for s in self.measured], np.float64)
+    total = np.array([m.total for m in self.measured.values()], np.float64)
+    out = float(np.max([m.output / p for m, p in zip(self.measured.values(), px)]))
+    if len(set(px)) < 2:  # one size: proportional (over-estimates larger inputs when a > 0)
+      return 0.0, float(np.max(total / px)), out
+    slope, intercept = np.polyfit(px, total, 1)
+    return float(intercept), float(slope), out
+
+  def _host(self, shape: tuple[int, ...], tiled: bool, out_per_px: float) -> int:
+    if not self.host_shares_budget:
+      return 0
+    b, h, w, c = shape
+    px = b * h * w
+    # The fetched output once; tiled: the accumulators and their normalised copy, and the
+    # weight sum (one channel at the output size).
+    out = out_per_px * px
+    extra = 2 * out + h * w * self.scale**2 * 4 if tiled else out
+    return int(px * c * 4 + extra)
+
+  def _predict(self, shape: tuple[int, ...]) -> int:
+    a, b, _ = self._fit()
+    return int(a + b * shape[0] * shape[1] * shape[2])
+
+  def _need(self, image: tuple[int, ...], run: tuple[int, ...], tiled: bool,
+            exact: bool) -> int:
+    """Bytes to run `image` as programs of shape `run` (measured when `exact`)."""
+    program = self.measure(run).total if exact else self._predict(run)
+    return program + self._host(image, tiled, self._fit()[2])
+
+  def _known(self) -> bool:
+    """Whether the line has two points (two input sizes measured)."""
+    return len({s[0] * s[1] * s[2] for s in self.measured}) >= 2
+
+  def check_smallest(self, batch: int = 1, channels: int = 3) -> int:
+    """Bytes of the smallest tile's program; MemoryBudgetError when even that does not fit.
+
+    Run it before any work: it compiles one small program.
+    """
+    t = self.min_tile
+    need = self.measure((batch, t, t, channels)).total
+    if need > self.budget:
+      raise MemoryBudgetError(
+          f'a memory budget of {format_bytes(self.budget)} cannot hold even the smallest tile '
+          f'({t}x{t} LR pixels, overlap {self.overlap}), whose compiled program needs '
+          f'{format_bytes(need)}; raise --max_memory_gb')
+    return need
+
+  def need_whole(self, shape: tuple[int, ...], exact: bool = True) -> int:
+    """Bytes a whole-image pass over an input of `shape` [B, h, w, C] needs."""
+    shape = tuple(int(s) for s in shape)
+    if not exact and not self._known():  # two small programs give the line its two points
+      t = 2 * self.min_tile
+      self.check_smallest(shape[0], shape[3])
+      self.measure((shape[0], t, t, shape[3]))
+    return self._need(shape, shape, False, exact)
+
+  def plan(self, shape: tuple[int, ...]) -> TilePlan:
+    """The tile for an input of `shape` [B, h, w, C]: 0 when the whole image fits.
+
+    Raises:
+      MemoryBudgetError: not even the smallest tile fits.
+    """
+    shape = tuple(int(s) for s in shape)
+    b, h, w, c = shape
+    self.check_smallest(b, c)
+    # Measure the whole image's program unless the line says it is clearly too big.
+    exact = not self._known() or self._need(shape, shape, False, False) <= 1.05 * self.budget
+    whole = self._need(shape, shape, False, exact)
+    if whole <= self.budget:
+      return TilePlan(0, self.overlap, whole, whole, exact, self.budget, 1)
+    run = lambda t: (b, min(t, h), min(t, w), c)
+    tiles = list(range(self.min_tile, max(h, w), self.multiple))
+    while tiles:
+      fit = [t for t in tiles if self._need(shape, run(t), True, False) <= self.budget]
+      t = fit[-1] if fit else tiles[0]
+      need = self._need(shape, run(t), True, True)
+      if need <= self.budget:
+        n = len(tile_starts(h, t, self.overlap)) * len(tile_starts(w, t, self.overlap))
+        return TilePlan(t, self.overlap, need, whole, exact, self.budget, n)
+      tiles = [u for u in tiles if u < t]  # the line was optimistic; it now knows this point
+    host = self._host(shape, True, self._fit()[2])
+    raise MemoryBudgetError(
+        f'a memory budget of {format_bytes(self.budget)} cannot hold even the smallest tile '
+        f'({self.min_tile}x{self.min_tile} LR pixels) of this {h}x{w} image together with its '
+        f'full-size buffers ({format_bytes(host)}); raise --max_memory_gb')

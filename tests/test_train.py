@@ -315,35 +315,6 @@ def test_benchmark_variant_xla_items_reach_the_child_only(tmp_path, monkeypatch)
       'n': 1, 'error': ['INTERNAL: graph_.validate()']}
 
 
-def test_compiler_options_ab_runs_small(env):
-  """benchmarks/compiler_options_ab.py: one row per option set, with a time; bad JSON refused."""
-  script = str(REPO / 'benchmarks' / 'compiler_options_ab.py')
-  proc = subprocess.run(
-      [sys.executable, script, '--forward', '--small', '--size', '8', '--rounds', '2', '{}',
-       '{"xla_cpu_experimental_ynn_fusion_type": ""}'],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = proc.stdout.strip().splitlines()
-  assert [r.split()[0] for r in rows] == ['{}', '{"xla_cpu_experimental_ynn_fusion_type":']
-  assert all(float(r.split()[-2]) > 0 for r in rows)
-  bad = subprocess.run([sys.executable, script, '{x'], env=env, capture_output=True, text=True,
-                       timeout=60)
-  assert bad.returncode == 2 and 'options must be JSON objects' in bad.stderr
-
-
-def test_conv_engines_runs_small(env):
-  """benchmarks/conv_engines.py, XLA engine: one line per size and CPU backward pass, both times."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'conv_engines.py'), '--engine', 'xla',
-       '--channels', '4', '--sizes', '8', '12', '--batch', '2', '--repeats', '2'],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = proc.stdout.strip().splitlines()
-  assert len(lines) == 4 and 'xla (cpu) 2x8x8x4: forward' in lines[0]
-  assert 'xla (explicit) 2x8x8x4' in lines[1] and all('2x12x12x4' in l for l in lines[2:])
-  assert all('forward + backward' in line for line in lines)
-
-
 def test_other_network_in_workdir_is_refused(runs):
   workdir = runs['dir'] / 'smoke'
   before = sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*'))

@@ -1,15 +1,18 @@
-"""What the benchmark scripts share: model-option variants, and one subprocess per measurement
-with an optional parallel compilation pass in front.
+"""What the benchmark scripts share: variants (model fields and `fast.Execution` strategies),
+random weights, and one subprocess per measurement with an optional parallel compilation pass in
+front.
 
 Compiling the paper network's train step takes minutes, and a GPU lease is short. With
 `compile_jobs > 1` every configuration is first compiled in its own process, that many at a
 time, into JAX's persistent compilation cache; the timed processes then run one after the other
 and load their executables from the cache. Only jax is imported by the children this starts;
-this module itself imports nothing beyond the standard library.
+this module imports nothing beyond the standard library at import time (jax and dssr_jax only
+inside the functions that need them).
 """
 
 import ast
 import concurrent.futures
+import dataclasses
 import json
 import os
 import pathlib
@@ -22,11 +25,16 @@ from typing import Any, Callable
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
+# `execution=NAME` picks the base strategy of a variant; None: `fast.best(backend)`.
+EXECUTIONS = {'plain': 'PLAIN', 'cpu': 'CPU', 'accelerator': 'ACCELERATOR', 'best': None}
+
+
 def parse_variant(text: str) -> dict[str, Any]:
   """'key=value,key2=value2' -> {key: literal value} (strings that are no literal stay strings).
 
-  Keys starting with 'xla_' are XLA flags for that configuration's process, not model fields
-  (`split_variant`), e.g. 'up_impl=subpixel,xla_gpu_use_runtime_fusion=true'.
+  Keys are DSSR fields (e.g. 'channels=8'), 'execution' (one of `EXECUTIONS`), `fast.Execution`
+  fields (e.g. 'phase_up=0': that strategy off, the others as the base has them), or 'xla_*':
+  XLA flags for that configuration's process (`split_variant`).
   """
   kw = {}
   for item in filter(None, text.split(',')):
@@ -41,9 +49,65 @@ def parse_variant(text: str) -> dict[str, Any]:
 
 
 def split_variant(kw: dict[str, Any]) -> tuple[dict[str, Any], str]:
-  """A parsed variant -> (model fields, XLA_FLAGS text of its 'xla_*' items)."""
+  """A parsed variant -> (model and execution fields, XLA_FLAGS text of its 'xla_*' items)."""
   flags = ' '.join(f'--{k}={v}' for k, v in kw.items() if k.startswith('xla_'))
   return {k: v for k, v in kw.items() if not k.startswith('xla_')}, flags
+
+
+def model_kwargs(fields: dict[str, Any], backend: str | None = None) -> dict[str, Any]:
+  """DSSR keyword arguments from a variant's fields, its execution items made one `Execution`.
+
+  The base is `execution=NAME` (default 'best': `fast.best(backend)`; backend None is JAX's
+  default, which starts JAX's backend: the parent of the measuring processes passes 'cpu' to
+  check a variant without touching the device). `Execution` fields given override the base's.
+  Raises ValueError naming an unknown field, execution name or a non-boolean strategy value.
+  """
+  from dssr_jax import fast  # pylint: disable=g-import-not-at-top
+  from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  strategies = {f.name for f in dataclasses.fields(fast.Execution)}
+  known = {f.name for f in dataclasses.fields(model_lib.DSSR)} - {'parent', 'name'}
+  kw = {k: v for k, v in fields.items() if k not in strategies}
+  name = kw.pop('execution', 'best')
+  if name not in EXECUTIONS:
+    raise ValueError(f'execution={name!r} is not one of {", ".join(EXECUTIONS)}')
+  unknown = sorted(set(kw) - known)
+  if unknown:
+    raise ValueError(f'unknown variant field(s) {unknown}: neither DSSR fields '
+                     f'({", ".join(sorted(known))}) nor Execution fields '
+                     f'({", ".join(sorted(strategies))})')
+  switches = {k: v for k, v in fields.items() if k in strategies}
+  for k, v in switches.items():
+    if v not in (0, 1):  # (True and False included)
+      raise ValueError(f'{k}={v!r}: an Execution field is 0/1 or False/True')
+  base = getattr(fast, EXECUTIONS[name]) if EXECUTIONS[name] else fast.best(backend)
+  return dict(kw, execution=dataclasses.replace(
+      base, **{k: bool(v) for k, v in switches.items()}))
+
+
+def random_params(model, lr_shape: tuple[int, ...], seed: int = 0):
+  """Weights of PyTorch's default-init size for `model`, drawn in numpy: skips compiling `init`
+  (minutes for the paper network on a small CPU); the timing does not depend on the values."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct(lr_shape, np.float32))['params']
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map(
+      lambda x: (rng.uniform(-1, 1, x.shape) /
+                 np.sqrt(max(1, int(np.prod(x.shape[:-1]))))).astype(np.float32), shapes)
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as JSON to `path` atomically (a reader sees the old or the new file whole)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
 
 
 def enable_compilation_cache(cache_dir: str | None) -> None:
@@ -57,13 +121,13 @@ def enable_compilation_cache(cache_dir: str | None) -> None:
 
 
 def run_child(script: str, spec: dict, env: dict | None = None) -> dict:
-  """Runs `script --child SPEC_JSON` and returns the JSON of its last stdout line, or
+  """Runs `script --child=SPEC_JSON` and returns the JSON of its last stdout line, or
   spec + {'error': ...} when it failed. `spec['xla_flags']` is added to the child's XLA_FLAGS
   (JAX's persistent cache keys include them)."""
   env = dict(env or os.environ)
   if spec.get('xla_flags'):
     env['XLA_FLAGS'] = f"{env.get('XLA_FLAGS', '')} {spec['xla_flags']}".strip()
-  proc = subprocess.run([sys.executable, script, '--child', json.dumps(spec)], capture_output=True,
+  proc = subprocess.run([sys.executable, script, '--child=' + json.dumps(spec)], capture_output=True,
                         text=True, cwd=REPO, env=env, check=False)
   if proc.returncode:
     # (the last line, unless it is JAX's note on filtered traceback frames, printed after the

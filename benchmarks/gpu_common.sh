@@ -1,13 +1,13 @@
 # Sourced by gpu_session.sh and gpu_tuning.sh: set-up, the time budget and the timed-run helper.
-# Expects BUDGET (seconds) and OUT (folder) to be set by the caller.
+# Expects BUDGET (seconds) and OUT (a new or empty folder) to be set by the caller.
 set -u
-CACHE=${CACHE:-/tmp/dssr_jax_cache}
+CACHE=${CACHE:-$(mktemp -d -t dssr_jax_cache.XXXXXX)}
 mkdir -p "$OUT" "$CACHE"
 export PYTHONUNBUFFERED=1
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if compgen -G '.whl/*.whl' >/dev/null; then  # e.g. ml_collections, absent from some GPU images
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/dssr_site .whl/*.whl && export PYTHONPATH=/tmp/dssr_site
+    --target "$CACHE/site" .whl/*.whl && export PYTHONPATH="$CACHE/site"
 fi
 START=$SECONDS
 
@@ -19,5 +19,5 @@ run() {
   local t; t=$(left)
   if (( t < 20 )); then echo "== $name skipped: budget spent"; return; fi
   echo "== $name ($t s left)"
-  timeout "$t" "$@" --json "$OUT/$name.json"
+  timeout "$t" "$@" --json="$OUT/$name.json"
 }

@@ -21,6 +21,9 @@ nothing of theirs is in this repository.
   body is re-read with 128 replaced by `inChannels` (checked on every run: at 128 channels it
   builds the original's exact state-dict names and shapes).
 Prints one result line per run, with the peak RSS of the process (one configuration per process).
+
+Its flags are argparse's, not absl's like the other commands': it runs in a PyTorch environment
+that needs nothing but torch and numpy, and imports nothing of this repository.
 """
 
 import argparse

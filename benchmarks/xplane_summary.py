@@ -1,8 +1,8 @@
 r"""Where a profiled step's time goes: GPU kernel (or XLA:CPU thunk) time by kind and by part.
 
-  python benchmarks/train_step.py --scales 2 --dtypes bfloat16 --remat off --profile PROF
+  python benchmarks/train_step.py --scales=2 --dtypes=bfloat16 --remat=off --profile=PROF
   python benchmarks/xplane_summary.py PROF/x2_bfloat16/plugins/profile/*/*.xplane.pb[.gz] \
-      --hlo PROF/x2_bfloat16/optimized_hlo.txt
+      --hlo=PROF/x2_bfloat16/optimized_hlo.txt
 
 Reads the profiler's XSpace protobuf (tensorflow's copy of its schema, so this runs where
 tensorflow is installed, not on the GPU machine). On the CPU the same is done for XLA's thunks
@@ -11,10 +11,22 @@ durations; `busy` is that over the span from the first kernel's start to the las
 1 - busy is the time the GPU sat idle between kernels (launch gaps).
 """
 
-import argparse
 import collections
 import gzip
 import re
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  flags.DEFINE_integer('steps', 3, 'Steps in the trace.', lower_bound=1)
+  flags.DEFINE_integer('top', 15, 'Largest single kernels to list.', lower_bound=0)
+  flags.DEFINE_integer('depth', 1, 'Network part: 1 = layer, 2 = sublayer.', lower_bound=1)
+  flags.DEFINE_string('hlo', None, "The step's optimized HLO text (train_step.py --profile "
+                      'writes it), to split the time by network part.')
 
 
 def load(path: str):
@@ -95,26 +107,21 @@ def table(title, totals, counts, denom_ps, steps):
     print(f'{k:<42} {v / 1e9 / steps:8.2f} {v / denom_ps:6.1%} {counts[k] / steps:12.0f}')
 
 
-def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('xplane')
-  p.add_argument('--steps', type=int, default=3, help='steps in the trace')
-  p.add_argument('--top', type=int, default=15, help='largest single kernels to list')
-  p.add_argument('--depth', type=int, default=1, help='network part: 1 = layer, 2 = sublayer')
-  p.add_argument('--hlo', help="the step's optimized HLO text (train_step.py --profile writes "
-                 'it), to split the time by network part')
-  args = p.parse_args(argv)
-  ev = kernels(load(args.xplane))
+def summarize(xplane: str, hlo_path: str | None = None, steps: int = 3, depth: int = 1,
+              top: int = 15) -> None:
+  """Prints the kernel (or thunk) time of the trace `xplane` by kind, by network part (with the
+  optimized HLO text in `hlo_path`) and the `top` largest kernels, per step of `steps`."""
+  ev = kernels(load(xplane))
   names = {}
-  if args.hlo:
-    with (gzip.open if args.hlo.endswith('.gz') else open)(args.hlo, 'rt') as f:
+  if hlo_path:
+    with (gzip.open if hlo_path.endswith('.gz') else open)(hlo_path, 'rt') as f:
       names = op_names(f.read())
   if not ev:
-    raise SystemExit(f'{args.xplane}: no GPU kernel or XLA:CPU thunk events')
+    raise SystemExit(f'{xplane}: no GPU kernel or XLA:CPU thunk events')
   total = sum(e[1] for e in ev)
   span = max(s + d for s, d, *_ in ev) - ev[0][0]
-  print(f'{len(ev) / args.steps:.0f} kernels/step, kernel time {total / 1e9 / args.steps:.2f} '
-        f'ms/step, span {span / 1e9 / args.steps:.2f} ms/step, busy {total / span:.1%}')
+  print(f'{len(ev) / steps:.0f} kernels/step, kernel time {total / 1e9 / steps:.2f} '
+        f'ms/step, span {span / 1e9 / steps:.2f} ms/step, busy {total / span:.1%}')
   by_kind, n_kind = collections.Counter(), collections.Counter()
   by_part, n_part = collections.Counter(), collections.Counter()
   by_kernel, n_kernel = collections.Counter(), collections.Counter()
@@ -123,18 +130,25 @@ def main(argv=None):
     by_kind[k] += d
     n_kind[k] += 1
     # Inside a command buffer (CUDA graph) the op is the buffer; the kernel is named after it.
-    where = part(names.get(hlo) or names.get(re.sub(r'_(\d+)$', r'.\1', kernel), ''), args.depth)
+    where = part(names.get(hlo) or names.get(re.sub(r'_(\d+)$', r'.\1', kernel), ''), depth)
     by_part[where] += d
     n_part[where] += 1
     name = f'{k[:12]}: {kernel[:60]}'
     by_kernel[name] += d
     n_kernel[name] += 1
-  table('by kind', by_kind, n_kind, total, args.steps)
+  table('by kind', by_kind, n_kind, total, steps)
   if names:
-    table('by network part', by_part, n_part, total, args.steps)
-  top = dict(sorted(by_kernel.items(), key=lambda kv: -kv[1])[:args.top])
-  table('largest kernels (summed by name)', top, n_kernel, total, args.steps)
+    table('by network part', by_part, n_part, total, steps)
+  top = dict(sorted(by_kernel.items(), key=lambda kv: -kv[1])[:top])
+  table('largest kernels (summed by name)', top, n_kernel, total, steps)
+
+
+def main(argv):
+  if len(argv) != 2:
+    raise app.UsageError('give one trace file (.xplane.pb or .xplane.pb.gz)')
+  summarize(argv[1], FLAGS.hlo, FLAGS.steps, FLAGS.depth, FLAGS.top)
 
 
 if __name__ == '__main__':
-  main()
+  _define_flags()
+  app.run(main)

@@ -273,90 +273,6 @@ def test_sigterm_saves_and_resumes(tmp_path, env, runs):
   assert run.record['step'] == steps[0] + 1
 
 
-def test_benchmark_script_runs_small(env, tmp_path):
-  """benchmarks/train_step.py on the smoke-sized network, two variants compiled in parallel into
-  a compilation cache first: one row each with a time and FLOPs."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'train_step.py'), '--scales', '2', '--dtypes',
-       'float32', '--remat', 'off', '--channels', '8', '--struct-blocks', '1', '--recon-blocks',
-       '1', '--num-steps', '2', '--batch', '8', '--patch', '8', '--steps', '2', '--warmup', '1',
-       '--variant', '', '--variant', 'up_impl=subpixel', '--compile-jobs', '2',
-       '--cache-dir', str(tmp_path / 'cache'), '--json', str(tmp_path / 'r.json'),
-       '--profile', str(tmp_path / 'prof')],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = proc.stdout.splitlines()
-  assert lines[0].startswith('compiled 2 configurations, 2 at a time')
-  rows = [line.split() for line in lines[2:4]]
-  for row in rows:
-    assert row[:3] == ['2', 'float32', 'off']
-    assert float(row[3]) > 0 and float(row[4]) > 0
-  assert rows[1][-1] == 'up_impl=subpixel'
-  assert any((tmp_path / 'cache').iterdir())  # the timed runs loaded what the first pass stored
-  results = json.loads((tmp_path / 'r.json').read_text())
-  assert [r['model']['up_impl'] for r in results[1:]] == ['subpixel']
-  assert 'device: cpu x1' in proc.stdout
-  # --profile: a trace and the optimized HLO per configuration, which xplane_summary splits by
-  # network part (here from XLA:CPU's thunks).
-  assert sorted(p.name for p in (tmp_path / 'prof').iterdir()) == [
-      'x2_float32', 'x2_float32_up_impl_subpixel']
-  folder = tmp_path / 'prof' / 'x2_float32'
-  trace, = folder.glob('plugins/profile/*/*.xplane.pb')
-  summary = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'xplane_summary.py'), str(trace), '--hlo',
-       str(folder / 'optimized_hlo.txt')], env=env, capture_output=True, text=True, timeout=300)
-  assert summary.returncode == 0, summary.stderr[-3000:]
-  assert 'backward feat_ext' in summary.stdout and 'forward feat_refine' in summary.stdout
-
-
-def test_benchmark_variant_xla_items_reach_the_child_only(tmp_path, monkeypatch):
-  """'xla_*' variant items become that child's XLA_FLAGS (after the caller's), not model fields."""
-  from benchmarks import common  # pylint: disable=g-import-not-at-top
-  fields, flags = common.split_variant(common.parse_variant(
-      'up_impl=subpixel,xla_gpu_enable_command_buffer=+CONVOLUTION,xla_x=1'))
-  assert fields == {'up_impl': 'subpixel'}
-  assert flags == '--xla_gpu_enable_command_buffer=+CONVOLUTION --xla_x=1'
-  script = tmp_path / 'child.py'
-  script.write_text('import json, os\nprint(json.dumps(os.environ.get("XLA_FLAGS")))\n')
-  monkeypatch.setenv('XLA_FLAGS', '--a=1')
-  assert common.run_child(str(script), {'xla_flags': flags}) == '--a=1 ' + flags
-  assert common.run_child(str(script), {'xla_flags': ''}) == '--a=1'
-  # A failing child reports its error line, not JAX's note on filtered frames printed after it.
-  script.write_text('import sys\nsys.exit("INTERNAL: graph_.validate()\\n'
-                    'For simplicity, JAX has removed its internal frames ...\\n-----")\n')
-  assert common.run_child(str(script), {'n': 1}) == {
-      'n': 1, 'error': ['INTERNAL: graph_.validate()']}
-
-
-def test_compiler_options_ab_runs_small(env):
-  """benchmarks/compiler_options_ab.py: one row per option set, with a time; bad JSON refused."""
-  script = str(REPO / 'benchmarks' / 'compiler_options_ab.py')
-  proc = subprocess.run(
-      [sys.executable, script, '--forward', '--small', '--size', '8', '--rounds', '2', '{}',
-       '{"xla_cpu_experimental_ynn_fusion_type": ""}'],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  rows = proc.stdout.strip().splitlines()
-  assert [r.split()[0] for r in rows] == ['{}', '{"xla_cpu_experimental_ynn_fusion_type":']
-  assert all(float(r.split()[-2]) > 0 for r in rows)
-  bad = subprocess.run([sys.executable, script, '{x'], env=env, capture_output=True, text=True,
-                       timeout=60)
-  assert bad.returncode == 2 and 'options must be JSON objects' in bad.stderr
-
-
-def test_conv_engines_runs_small(env):
-  """benchmarks/conv_engines.py, XLA engine: one line per size and CPU backward pass, both times."""
-  proc = subprocess.run(
-      [sys.executable, str(REPO / 'benchmarks' / 'conv_engines.py'), '--engine', 'xla',
-       '--channels', '4', '--sizes', '8', '12', '--batch', '2', '--repeats', '2'],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = proc.stdout.strip().splitlines()
-  assert len(lines) == 4 and 'xla (cpu) 2x8x8x4: forward' in lines[0]
-  assert 'xla (explicit) 2x8x8x4' in lines[1] and all('2x12x12x4' in l for l in lines[2:])
-  assert all('forward + backward' in line for line in lines)
-
-
 def test_other_network_in_workdir_is_refused(runs):
   workdir = runs['dir'] / 'smoke'
   before = sorted((p, p.stat().st_mtime_ns) for p in workdir.rglob('*'))
@@ -402,19 +318,6 @@ def test_unknown_field_on_the_command_line(tmp_path, env):
                         env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0 and 'num_stepz' in proc.stderr
   assert not (tmp_path / 'w').exists()
-
-
-def test_train_step_path_imports_no_tensorflow(env):
-  """The GPU benchmark path (train_lib, losses, optim, the benchmark) needs no tf/clu/tfds/orbax."""
-  code = ('import sys; sys.path.insert(0, sys.argv[1]); sys.argv = sys.argv[:1]\n'
-          'from benchmarks import train_step\n'
-          'from dssr_jax import train_lib, losses, optim\n'
-          'print(sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "clu", '
-          '"tensorflow_datasets", "orbax"}))')
-  proc = subprocess.run([sys.executable, '-c', code, str(REPO)], env=env, capture_output=True,
-                        text=True, timeout=120)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.strip().splitlines()[-1] == '[]'
 
 
 # ------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_summary_splits_kernel_time(tmp_path, capsys):
   trace, hlo = _space(tmp_path)
   ev = xplane_summary.kernels(xplane_summary.load(trace))
   assert [e[1] for e in ev] == [4_000_000, 1_000_000, 3_000_000]
-  xplane_summary.main([trace, '--hlo', hlo, '--steps', '1', '--depth', '2'])
+  xplane_summary.summarize(trace, hlo, steps=1, depth=2)
   out = capsys.readouterr().out
   # 8 us of kernels over a 10 us span.
   assert '3 kernels/step, kernel time 0.01 ms/step, span 0.01 ms/step, busy 80.0%' in out

@@ -2,17 +2,27 @@ r"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gau
 
   python -m dssr_jax.demo_report --workdir=workdirs/demo
 
-Writes `WORKDIR/demo/results.json` (per image and sigma), `WORKDIR/demo/comparison.png`
-(LR nearest-upscaled | MATLAB bicubic | DSSR | HR, on one crop) and prints the table.
+Scores the latest checkpoint in WORKDIR on the photos that demo training leaves out
+(`input_pipeline.EMBEDDED_HOLDOUT`), degraded with the eight Gaussian8 kernels at the network's
+scale (docs/design.md section 4): MATLAB-bicubic upscaling against DSSR, Y-PSNR with the scale
+cropped from each border. Writes into WORKDIR/demo:
+  results.json    per image and sigma, and the means;
+  comparison.png  one held-out photo, zoomed in on a crop: LR (nearest) | bicubic | DSSR | HR, and
+                  below it the detail map of each of the T recurrent steps beside the detail
+                  bicubic misses (HR - bicubic).
+Prints the table, then a line `Held-out gain over bicubic: +G.GG dB (...)` and the figure's path.
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 from etils import epath
 import numpy as np
 
+from dssr_jax import cli
 from dssr_jax import imageio
 from dssr_jax import imresize
 from dssr_jax import inference
@@ -20,28 +30,54 @@ from dssr_jax import input_pipeline
 from dssr_jax import metrics
 from dssr_jax import testsets
 
+# The figure's photo and Gaussian8 sigma (index into the eight): the photo with the more
+# texture at a mid-range blur, chosen before looking at any network's output.
+FIGURE_IMAGE = 'coffee'
+FIGURE_SIGMA = 3
+CROP = 144  # HR pixels per side of the figure's crop.
+ZOOM = 2  # Each crop pixel drawn as ZOOM x ZOOM screen pixels, so that the detail is visible.
+GAP = 6  # White pixels between panels.
 
-def evaluate(loaded: inference.LoadedModel, hr_dir) -> list[dict]:
-  """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir."""
+
+def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
+             ) -> tuple[list[dict], dict | None]:
+  """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir.
+
+  Returns the rows (one per image and sigma) and, for the record `figure` = (name, sigma index),
+  its images and the network's per-step outputs (None when hr_dir has no such image).
+  """
   scale = loaded.config['scale']
-  fn = inference.make_sr_fn(loaded, ('sr',))
-  rows = []
-  for rec in testsets.gaussian8(hr_dir, scale):
+  fn = inference.make_sr_fn(loaded)
+  names = [p.stem for p in imageio.list_images(hr_dir)]
+  records = testsets.gaussian8(hr_dir, scale)
+  rows, kept = [], None
+  for i, rec in enumerate(cli.progress(records, total=8 * len(names), desc='held-out',
+                                       unit='image')):
     lr = np.asarray(rec.lr, np.float32) / 255.0
     bic = imageio.to_uint8(imresize.imresize(lr, scale))
-    sr = imageio.to_uint8(fn(lr[None])['sr'][0])
+    out = fn(lr[None])
+    sr = imageio.to_uint8(out['sr'][0])
     rows.append({'name': rec.name, 'sigma': float(rec.sigma),
                  'psnr_bicubic': metrics.psnr_y(bic, rec.hr, crop=scale),
                  'psnr_dssr': metrics.psnr_y(sr, rec.hr, crop=scale),
-                 'images': (rec.lr, bic, sr, rec.hr)})
-  return rows
+                 'psnr_steps': [metrics.psnr_y(imageio.to_uint8(s[0]), rec.hr, crop=scale)
+                                for s in out['steps']]})
+    if (rec.name, i % 8) == tuple(figure):
+      kept = {'row': rows[-1], 'lr': rec.lr, 'bicubic': bic, 'sr': sr, 'hr': rec.hr,
+              'details': out['details'][:, 0]}
+  return rows, kept
 
 
-def comparison_image(lr, bic, sr, hr, scale: int, size: int = 192) -> np.ndarray:
-  """One centre crop side by side: LR (nearest) | bicubic | DSSR | HR, 4 px white gaps."""
+def comparison_image(lr, bic, sr, hr, scale: int, size: int = 192, box=None) -> np.ndarray:
+  """One crop side by side: LR (nearest) | bicubic | DSSR | HR, 4 px white gaps.
+
+  `box` = (top, left) of the size x size HR crop (multiples of `scale`); None: the centre.
+  """
   h, w = hr.shape[:2]
   size = min(size, h, w) // scale * scale
-  top, left = (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
+  if box is None:
+    box = (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
+  top, left = box
   crop = lambda x: x[top:top + size, left:left + size]
   lr_up = np.repeat(np.repeat(lr, scale, 0), scale, 1)
   gap = np.full((size, 4, 3), 255, np.uint8)
@@ -49,49 +85,159 @@ def comparison_image(lr, bic, sr, hr, scale: int, size: int = 192) -> np.ndarray
   return np.concatenate(panels, axis=1)
 
 
+def _luma(img: np.ndarray) -> np.ndarray:
+  return metrics.rgb_to_y(img)
+
+
+def detail_box(hr: np.ndarray, bic: np.ndarray, size: int, scale: int) -> tuple[int, int]:
+  """(top, left) of the size x size window (on a grid of `scale`) where bicubic loses the most:
+  the largest sum of |Y(HR) - Y(bicubic)|. It depends on the photo and the blur, not on the
+  network, so the crop is not picked to flatter it."""
+  h, w = hr.shape[:2]
+  if size > h or size > w:
+    raise ValueError(f'detail_box: a {size}x{size} crop does not fit a {h}x{w} image')
+  err = np.abs(_luma(hr) - _luma(bic))
+  sat = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
+  tops = np.arange(0, h - size + 1, scale)
+  lefts = np.arange(0, w - size + 1, scale)
+  t, l = tops[:, None], lefts[None, :]
+  sums = sat[t + size, l + size] - sat[t, l + size] - sat[t + size, l] + sat[t, l]
+  i, j = np.unravel_index(np.argmax(sums), sums.shape)
+  return int(tops[i]), int(lefts[j])
+
+
+def detail_panel(d: np.ndarray, gain: float) -> np.ndarray:
+  """A signed detail map (float, around 0) as grey-centred uint8: 0.5 + gain * d."""
+  return imageio.to_uint8(0.5 + gain * np.asarray(d, np.float32))
+
+
+def _font(size: int):
+  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  try:
+    return ImageFont.load_default(size=size)
+  except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font.
+    return ImageFont.load_default()
+
+
+def _labelled(panel: np.ndarray, label: str, height: int = 22) -> np.ndarray:
+  """The panel with a white strip above it holding `label`."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  strip = Image.new('RGB', (panel.shape[1], height), 'white')
+  ImageDraw.Draw(strip).text((2, 3), label, fill='black', font=_font(15))
+  return np.concatenate([np.asarray(strip), panel], axis=0)
+
+
+def _grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+  """Panels of one size in rows, GAP white pixels apart; short rows padded with white."""
+  ph, pw = rows[0][0].shape[:2]
+  cols = max(len(r) for r in rows)
+  out = np.full((len(rows) * (ph + GAP) - GAP, cols * (pw + GAP) - GAP, 3), 255, np.uint8)
+  for i, row in enumerate(rows):
+    for j, p in enumerate(row):
+      out[i * (ph + GAP):i * (ph + GAP) + ph, j * (pw + GAP):j * (pw + GAP) + pw] = p
+  return out
+
+
+def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[np.ndarray, dict]:
+  """The comparison figure of one evaluated record (`evaluate`'s second result) and its caption.
+
+  Top row: the crop of LR (nearest) | bicubic | DSSR | HR. Bottom row: step t's detail map
+  (t = 1..T) and HR - bicubic, the detail there is to restore, all drawn as 0.5 + g d with one
+  gain g. Every pixel is shown as a zoom x zoom block.
+  """
+  hr, bic, sr, lr, row = kept['hr'], kept['bicubic'], kept['sr'], kept['lr'], kept['row']
+  size = min(size, *hr.shape[:2]) // scale * scale
+  top, left = detail_box(hr, bic, size, scale)
+  crop = lambda x: x[top:top + size, left:left + size]
+  big = lambda x: np.repeat(np.repeat(x, zoom, 0), zoom, 1)
+  strip = comparison_image(lr, bic, sr, hr, scale, size, box=(top, left))
+  images = [strip[:, k * (size + 4):k * (size + 4) + size] for k in range(4)]
+  labels = [f'LR (nearest x{scale})', f'bicubic {row["psnr_bicubic"]:.2f} dB',
+            f'DSSR {row["psnr_dssr"]:.2f} dB', 'HR']
+  top_row = [_labelled(big(p), t) for p, t in zip(images, labels)]
+
+  target = (hr.astype(np.float32) - bic.astype(np.float32)) / 255.0
+  details = [crop(d) for d in kept['details']] + [crop(target)]
+  # One gain for every map, so that they compare: the largest map's 99.5th percentile -> 0.45.
+  spread = max(float(np.percentile(np.abs(d), 99.5)) for d in details)
+  gain = 0.45 / max(spread, 1e-6)
+  labels = [f'step {t} detail, SR_{t} {p:.2f} dB'
+            for t, p in enumerate(row['psnr_steps'], start=1)] + ['HR - bicubic']
+  bottom_row = [_labelled(big(detail_panel(d, gain)), t) for d, t in zip(details, labels)]
+  caption = (f'{row["name"]}, Gaussian8 sigma {row["sigma"]:.2f} x{scale} (held out): '
+             f'{size}x{size} HR crop at (y={top}, x={left}) shown {zoom}x; detail maps as '
+             f'0.5 + {gain:.1f} d; dB are Y-PSNR of the whole image')
+  return _grid([top_row, bottom_row]), {'caption': caption, 'box': [top, left, size],
+                                        'detail_gain': gain}
+
+
+def _mean(rows, key):
+  return float(np.mean([r[key] for r in rows]))
+
+
 def table(rows: list[dict]) -> str:
   names = list(dict.fromkeys(r['name'] for r in rows))
   lines = [f'{"image":<12} {"bicubic dB":>10} {"DSSR dB":>8} {"gain":>6}']
   for name in names + ['mean']:
     sel = rows if name == 'mean' else [r for r in rows if r['name'] == name]
-    b = float(np.mean([r['psnr_bicubic'] for r in sel]))
-    d = float(np.mean([r['psnr_dssr'] for r in sel]))
+    b, d = _mean(sel, 'psnr_bicubic'), _mean(sel, 'psnr_dssr')
     lines.append(f'{name:<12} {b:10.2f} {d:8.2f} {d - b:+6.2f}')
   return '\n'.join(lines)
 
 
+def summary_line(bicubic: float, dssr: float, scale: int) -> str:
+  """The line `make demo` ends on (tests parse it)."""
+  return (f'Held-out gain over bicubic: {dssr - bicubic:+.2f} dB (DSSR {dssr:.2f} dB vs bicubic '
+          f'{bicubic:.2f} dB, mean Y-PSNR, Gaussian8 x{scale})')
+
+
 def report(workdir) -> dict:
+  """Evaluates, writes results.json and comparison.png into WORKDIR/demo, prints the summary."""
   loaded = inference.load_model(workdir)
   scale = loaded.config['scale']
   out = epath.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'
   input_pipeline.write_embedded_holdout(hr_dir)
-  rows = evaluate(loaded, hr_dir)
-  mid = [r for r in rows if r['name'] == rows[0]['name']]
-  mid = mid[len(mid) // 2]
-  imageio.write_png(out / 'comparison.png', comparison_image(*mid['images'], scale))
+  rows, kept = evaluate(loaded, hr_dir)
   summary = {
+      'checkpoint_step': loaded.step,
       'scale': scale,
       'held_out': sorted({r['name'] for r in rows}),
-      'psnr_bicubic': float(np.mean([r['psnr_bicubic'] for r in rows])),
-      'psnr_dssr': float(np.mean([r['psnr_dssr'] for r in rows])),
-      'rows': [{k: v for k, v in r.items() if k != 'images'} for r in rows],
-      'comparison': f'{mid["name"]} at sigma {mid["sigma"]:.2f}: LR | bicubic | DSSR | HR',
+      'psnr_bicubic': _mean(rows, 'psnr_bicubic'),
+      'psnr_dssr': _mean(rows, 'psnr_dssr'),
+      'rows': rows,
   }
+  summary['gain'] = summary['psnr_dssr'] - summary['psnr_bicubic']
+  fig_path = out / 'comparison.png'
+  if kept is not None:
+    img, info = figure(kept, scale)
+    imageio.write_png(fig_path, img)
+    summary['comparison'] = info
   imageio.write_text(out / 'results.json', json.dumps(summary, indent=1))
-  text = table(rows)
-  print(f'Held-out embedded photos, Gaussian8 x{scale} (Y-PSNR, crop {scale}):')
-  print(text)
-  print(f'Comparison image ({summary["comparison"]}): {out / "comparison.png"}')
+  print(f'Held-out photos {", ".join(summary["held_out"])} (not trained on), Gaussian8 x{scale}, '
+        f'Y-PSNR (checkpoint step {loaded.step}):')
+  print(table(rows))
+  print(summary_line(summary['psnr_bicubic'], summary['psnr_dssr'], scale))
+  if kept is not None:
+    print(f'Comparison image: {fig_path}\n  ({summary["comparison"]["caption"]})')
+  print(f'Per-image numbers: {out / "results.json"}')
+  sys.stdout.flush()
   return summary
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  report(flags.FLAGS.workdir)
+  # orbax and jax log every restore step at INFO/WARNING; the report is what the user reads.
+  logging.set_verbosity(logging.ERROR)
+  try:
+    report(flags.FLAGS.workdir)
+  except (ValueError, FileNotFoundError) as e:
+    sys.exit(f'demo_report: {e}')
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'The demo\'s training workdir.', required=True)
+  cli.quiet_tensorflow()
+  flags.DEFINE_string('workdir', None, 'The demo\'s training workdir (its latest checkpoint is '
+                      'scored).', required=True)
   app.run(main)

@@ -345,6 +345,24 @@ def check_data_config(config: ml_collections.ConfigDict, scale: int) -> None:
       raise ValueError(f'data.{field} must be an integer >= 1, got {v!r}')
 
 
+def random_crops(img, rng, k: int, hr_patch: int):
+  """uint8 [k, hr_patch, hr_patch, 3]: k uniform crops of `img`, each flipped left-right, flipped
+  up-down and transposed with probability 1/2 each (the 8 dihedral transforms equally likely,
+  docs/design.md section 2.3). `rng` is a stateless key."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  u = tf.random.stateless_uniform([k, 5], rng)
+  h, w = tf.shape(img)[0], tf.shape(img)[1]
+  ys = tf.minimum(tf.cast(u[:, 0] * tf.cast(h - hr_patch + 1, tf.float32), tf.int32), h - hr_patch)
+  xs = tf.minimum(tf.cast(u[:, 1] * tf.cast(w - hr_patch + 1, tf.float32), tf.int32), w - hr_patch)
+  out = []
+  for r in range(k):  # Per crop: only the chosen flips are computed.
+    x = img[ys[r]:ys[r] + hr_patch, xs[r]:xs[r] + hr_patch]
+    x = tf.cond(u[r, 2] < 0.5, lambda x=x: tf.reverse(x, [1]), lambda x=x: x)
+    x = tf.cond(u[r, 3] < 0.5, lambda x=x: tf.reverse(x, [0]), lambda x=x: x)
+    out.append(tf.cond(u[r, 4] < 0.5, lambda x=x: tf.transpose(x, [1, 0, 2]), lambda x=x: x))
+  return tf.ensure_shape(tf.stack(out), [k, hr_patch, hr_patch, 3])
+
+
 def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, batch_size: int,
                          seed: int, start_step: int = 0, process_index: int = 0,
                          process_count: int = 1):
@@ -418,22 +436,6 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
         tf.reduce_min(tf.shape(img)[:2]), hr_patch, message='image smaller than the HR crop')]):
       return i, tf.identity(img)
 
-  def crops(img, v):
-    """uint8 [k, hr_patch, hr_patch, 3]: round r's crop, flips and transpose of visit v's image."""
-    u = tf.random.stateless_uniform([k, 5], key(_CROP, v))
-    h, w = tf.shape(img)[0], tf.shape(img)[1]
-    ys = tf.minimum(tf.cast(u[:, 0] * tf.cast(h - hr_patch + 1, tf.float32), tf.int32),
-                    h - hr_patch)
-    xs = tf.minimum(tf.cast(u[:, 1] * tf.cast(w - hr_patch + 1, tf.float32), tf.int32),
-                    w - hr_patch)
-    out = []
-    for r in range(k):  # Per crop: only the chosen flips are computed.
-      x = img[ys[r]:ys[r] + hr_patch, xs[r]:xs[r] + hr_patch]
-      x = tf.cond(u[r, 2] < 0.5, lambda x=x: tf.reverse(x, [1]), lambda x=x: x)
-      x = tf.cond(u[r, 3] < 0.5, lambda x=x: tf.reverse(x, [0]), lambda x=x: x)
-      out.append(tf.cond(u[r, 4] < 0.5, lambda x=x: tf.transpose(x, [1, 0, 2]), lambda x=x: x))
-    return tf.ensure_shape(tf.stack(out), [k, hr_patch, hr_patch, 3])
-
   def visit(t):
     """This process's t-th visit as a dataset of its k crops and their example indices g."""
     block, i = t // per_block, t % per_block
@@ -467,7 +469,7 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
                          lambda: tf.constant(False))
       with tf.control_dependencies([ok, replaced]):
         img = tf.identity(img)
-      return crops(img, v), g
+      return random_crops(img, key(_CROP, v), k, hr_patch), g
 
     # map + unbatch: the decoded image is freed once cut, only the crops wait their turn.
     return found.concatenate(none).take(1).map(cut).unbatch()

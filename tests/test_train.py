@@ -301,7 +301,7 @@ def test_bad_config_fields_are_named(tmp_path):
   config = smoke.get_config()
   config.train.num_stepz = 3
   with pytest.raises(ValueError, match="unknown config field 'train.num_stepz'"):
-    train_loop.check_config(config)
+    train_loop.check_config(config, default.get_config())
   with pytest.raises(ValueError, match='batch_size=6 must be a positive multiple of the device '
                      'count 4'):
     train_lib.check_batch_size(6, types.SimpleNamespace(devices=np.zeros(4)))

@@ -1,4 +1,4 @@
-# Sourced by gpu_session.sh and gpu_tuning.sh: set-up, the time budget and the timed-run helper.
+# Sourced by gpu_tables.sh and gpu_tuning.sh: set-up, the time budget and the timed-run helper.
 # Expects BUDGET (seconds) and OUT (a new or empty folder) to be set by the caller.
 set -u
 CACHE=${CACHE:-$(mktemp -d -t dssr_jax_cache.XXXXXX)}

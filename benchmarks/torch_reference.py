@@ -1,7 +1,7 @@
 r"""Times the authors' own PyTorch DSSR on this machine, for same-machine comparisons.
 
-This CPU's speed drifts by 20-30% between sessions (the same train step measured 72 s in one
-session and 54 s in another), so a ratio against PyTorch is only meaningful when both run on the
+A shared CPU's speed can drift by 20-30% between runs (the same train step has measured 72 s
+and 54 s), so a ratio against PyTorch is only meaningful when both run on the
 same machine, one after the other. This script runs the authors' code from a checkout you supply;
 nothing of theirs is in this repository.
 

@@ -17,6 +17,4 @@ from configs import default
 
 
 def get_config():
-  config = default.get_paper_config(4, 'aniso')
-  config.train.val_dir = 'data/benchmark/Set5'
-  return config
+  return default.get_paper_config(4, 'aniso')

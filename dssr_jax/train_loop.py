@@ -67,12 +67,14 @@ def check_config(config: ml_collections.ConfigDict,
 def create_checkpoint_manager(workdir: epath.Path, keep: int) -> ocp.CheckpointManager:
   """`workdir/checkpoints/<step>/{params,opt_state,meta}`: the last `keep` plus the best val PSNR."""
   policies = ocp.checkpoint_managers
+  val_psnr = lambda m: m['val_psnr']
   policy = policies.AnyPreservationPolicy([
       policies.LatestN(n=keep),
-      policies.BestN(get_metric_fn=lambda m: m['val_psnr'], n=1,
-                     keep_checkpoints_without_metrics=False),
+      policies.BestN(get_metric_fn=val_psnr, n=1, keep_checkpoints_without_metrics=False),
   ])
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy,
+  # best_fn as well: without it orbax neither writes the metrics nor reads them back, and a resumed
+  # run would delete the best checkpoint at its first save.
+  options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=val_psnr,
                                          enable_async_checkpointing=False)
   return ocp.CheckpointManager(workdir / checkpoint_lib.CHECKPOINTS, item_names=ITEMS,
                                options=options)

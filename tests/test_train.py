@@ -15,9 +15,11 @@ import sys
 import time
 import types
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 import helpers
@@ -457,3 +459,27 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tiny_training):
   losses_ = [float(m['loss']) for m in metrics]
   assert all(b < a for a, b in zip(losses_, losses_[1:])), losses_
   assert losses_[-1] < 0.9 * losses_[0], losses_
+
+
+def test_the_best_checkpoint_survives_a_resume(tmp_path):
+  """The best validation PSNR is kept beside the last K, also when a new process (a resumed run)
+  opens the workdir and saves worse ones."""
+
+  def save(mngr, step, psnr):
+    mngr.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave({'w': np.full(2, step, np.float32)}),
+        opt_state=ocp.args.StandardSave({'m': np.zeros(2, np.float32)}),
+        meta=ocp.args.JsonSave({'step': step})),
+        metrics={'val_psnr': psnr})
+    mngr.wait_until_finished()
+
+  mngr = train_loop.create_checkpoint_manager(epath.Path(tmp_path), keep=1)
+  save(mngr, 1, 30.0)
+  save(mngr, 2, 20.0)
+  assert mngr.all_steps() == [1, 2]
+  mngr.close()
+  mngr = train_loop.create_checkpoint_manager(epath.Path(tmp_path), keep=1)
+  save(mngr, 3, 21.0)
+  assert mngr.all_steps() == [1, 3]
+  save(mngr, 4, 31.0)
+  assert mngr.all_steps() == [4]

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The GPU numbers of docs/performance.md in one short session: train step (x2/x4, bf16/f32, remat,
+# The GPU numbers of docs/performance.md in one call: train step (x2/x4, bf16/f32, remat,
 # each execution strategy of the accelerator's best switched off, and the plain network) and
 # inference (256x256, 2K whole and tiled; f32 x2/x4).
 #
-#   bash benchmarks/gpu_session.sh [BUDGET_SECONDS]   # results and logs go to $OUT (default: a
+#   bash benchmarks/gpu_tables.sh [BUDGET_SECONDS]   # results and logs go to $OUT (default: a
 #                                                      # new temporary folder)
 #
 # Needs jax (with its GPU plugin), flax, optax, numpy and ml_collections; wheels found in .whl/
@@ -12,7 +12,7 @@
 # compilation cache; then each is timed alone, in priority order, as long as the budget lasts.
 # (Autotuning under that contention can only pick slower kernels, never faster ones.)
 BUDGET=${1:-540}
-OUT=${OUT:-$(mktemp -d -t dssr_gpu_session.XXXXXX)}
+OUT=${OUT:-$(mktemp -d -t dssr_gpu_tables.XXXXXX)}
 source "$(dirname "$0")/gpu_common.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__,

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test demo clean-venv
+.PHONY: test demo figures clean-venv
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,16 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) train.py --config=configs/demo.py --workdir=workdirs/demo
 	$(PY) -m dssr_jax.demo_report --workdir=workdirs/demo
+
+# docs/ figures from the demo's model (trained first if workdirs/demo has not finished).
+DEMO_HR := workdirs/demo/demo/holdout_hr
+figures: demo
+	cp workdirs/demo/demo/comparison.png docs/crops.png
+	$(PY) -m dssr_jax.plots details --checkpoint=workdirs/demo --hr=$(DEMO_HR)/chelsea.png \
+	    --hr=$(DEMO_HR)/coffee.png --sigma=1.2 --out=docs/details.png
+	$(PY) eval.py --workdir=workdirs/demo --data_dir=workdirs/demo/demo --datasets=holdout_hr \
+	    --output=workdirs/demo/demo/eval.json --overwrite
+	$(PY) -m dssr_jax.plots steps --report=workdirs/demo/demo/eval.json --out=docs/per_step_psnr.png
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,9 +2,11 @@
 
 import os
 import pathlib
+import uuid
 
 import pytest
 
+import gcs_emulator
 import helpers
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -44,3 +46,17 @@ def tiny_ckpt(tmp_path_factory) -> pathlib.Path:
   params = helpers.random_params(model_lib.DSSR(**helpers.TINY))
   checkpoint.save_params(d, params, helpers.TINY, step=1)
   return d
+
+
+@pytest.fixture(scope='module')
+def gcs(tmp_path_factory):
+  """(bucket URL, environment to add) of a running GCS emulator; os.environ holds it meanwhile."""
+  bucket = f'test-{uuid.uuid4().hex[:8]}'  # fresh names: TF caches stats per path
+  with gcs_emulator.running(tmp_path_factory.mktemp('gcs'), bucket) as env:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+      yield f'gs://{bucket}', env
+    finally:
+      os.environ.clear()
+      os.environ.update(saved)

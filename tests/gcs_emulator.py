@@ -26,6 +26,8 @@ import ssl
 import subprocess
 import sys
 import threading
+import urllib.parse
+import urllib.request
 
 _GCS_HOSTS = ('www.googleapis.com', 'storage.googleapis.com')
 
@@ -212,3 +214,16 @@ def running(directory: pathlib.Path, bucket: str):
 
 if __name__ == '__main__':
   _serve(*sys.argv[1:4])
+
+
+def objects(env: dict, url: str) -> dict[str, bytes]:
+  """Object name (in its bucket) -> content for each object whose URL starts with `url`.
+
+  Read from the emulator's JSON API directly, past TF, tensorstore and the proxy.
+  """
+  bucket, _, prefix = url.removeprefix('gs://').partition('/')
+  api = f'{env["TENSORSTORE_GCS_HTTP_URL"]}/storage/v1/b/{bucket}/o'
+  no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+  listing = json.load(no_proxy.open(f'{api}?prefix={urllib.parse.quote(prefix)}'))
+  return {o['name']: no_proxy.open(f'{api}/{urllib.parse.quote(o["name"], safe="")}?alt=media').read()
+          for o in listing.get('items', [])}

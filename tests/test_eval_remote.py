@@ -7,9 +7,6 @@ local folder named 'gs:' fails.
 
 import json
 import os
-import urllib.parse
-import urllib.request
-import uuid
 
 import numpy as np
 import pytest
@@ -21,29 +18,11 @@ from dssr_jax import imageio
 from dssr_jax import testsets
 
 
-@pytest.fixture(scope='module')
-def gcs(tmp_path_factory):
-  bucket = f'test-{uuid.uuid4().hex[:8]}'
-  with gcs_emulator.running(tmp_path_factory.mktemp('gcs'), bucket) as env:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-      yield f'gs://{bucket}', env
-    finally:
-      os.environ.clear()
-      os.environ.update(saved)
-
-
 def _objects(env, url):
-  """Object name below `url` (relative to it) -> bytes, from the emulator's JSON API."""
-  bucket, _, prefix = url.removeprefix('gs://').partition('/')
-  api = f'{env["TENSORSTORE_GCS_HTTP_URL"]}/storage/v1/b/{bucket}/o'
-  opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-  listing = json.load(opener.open(f'{api}?prefix={urllib.parse.quote(prefix)}'))
+  """Object name below `url` (relative to it) -> bytes; no folder markers."""
+  prefix = url.removeprefix('gs://').partition('/')[2]
   skip = len(prefix) + 1 if prefix else 0
-  return {o['name'][skip:]:
-          opener.open(f'{api}/{urllib.parse.quote(o["name"], safe="")}?alt=media').read()
-          for o in listing.get('items', []) if not o['name'].endswith('/')}
+  return {k[skip:]: v for k, v in gcs_emulator.objects(env, url).items() if not k.endswith('/')}
 
 
 def _local_files(root):

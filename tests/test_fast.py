@@ -96,16 +96,15 @@ def test_every_execution_computes_the_same_network(scale):
 
   (ref_loss, ref_out), ref_grads = run(model)
   singles = [fast.Execution(**{f.name: True}) for f in dataclasses.fields(fast.Execution)]
-  for ex, remat in [(ex, False) for ex in singles] + [(fast.CPU, False), (fast.CPU, True),
-                                                       (fast.ACCELERATOR, False)]:
-    if True:
-      (loss, out), grads = run(model.clone(execution=ex, remat=remat))
-      for k in ('sr', 'steps', 'details'):
-        np.testing.assert_allclose(out[k], ref_out[k], atol=1e-5, err_msg=f'{ex} {remat} {k}')
-      np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
-      for path, a in flax.traverse_util.flatten_dict(ref_grads).items():
-        b = flax.traverse_util.flatten_dict(grads)[path]
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f'{ex} {remat} {path}')
+  # ACCELERATOR's forms are a subset of CPU's, each also on its own among the singles.
+  for ex, remat in [(ex, False) for ex in singles] + [(fast.CPU, False), (fast.CPU, True)]:
+    (loss, out), grads = run(model.clone(execution=ex, remat=remat))
+    for k in ('sr', 'steps', 'details'):
+      np.testing.assert_allclose(out[k], ref_out[k], atol=1e-5, err_msg=f'{ex} {remat} {k}')
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+    for path, a in flax.traverse_util.flatten_dict(ref_grads).items():
+      b = flax.traverse_util.flatten_dict(grads)[path]
+      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=f'{ex} {remat} {path}')
 
 
 def test_execution_none_means_the_best_for_the_backend():

@@ -370,6 +370,8 @@ def test_benchmark_runs_from_the_repo_root(tmp_path):
   row = [line.split() for line in done.stdout.splitlines() if line.startswith('iso')][0]
   assert row[:3] == ['iso', '2', '16'] and row[5] == '250', done.stdout  # k, need
   assert float(row[4]) > 0 and float(row[6]) == pytest.approx(float(row[4]) / 250, abs=0.01)
+
+
 def test_augmentation_draws_all_eight_dihedral_transforms_evenly():
   """Each HR crop is one of the 8 flips/transposes of a window of its image, all 8 about equally
   often (three independent coin flips, design section 2), at crop positions spread over the image."""

@@ -142,7 +142,8 @@ def test_numpy_reference_reproduces_the_authors_network(fixture):
   np.testing.assert_allclose(out['details'], _nhwc(fixture['details'])[:, :1], atol=2e-6, rtol=0)
 
 
-@pytest.mark.parametrize('kw,present,absent', VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize('kw,present,absent', VARIANTS,
+                         ids=lambda v: str(sorted(v) if isinstance(v, set) else v))  # stable ids
 def test_variants_match_their_definitions(kw, present, absent):
   """Every modulation kind, `affine_on` setting, paper-text row (P1-P3) and scale computes the
   design's forward pass: the network against a direct numpy reference on tiny inputs."""

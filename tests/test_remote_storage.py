@@ -15,39 +15,11 @@ import pathlib
 import subprocess
 import sys
 import urllib.request
-import uuid
 
 import numpy as np
 import pytest
 
 import gcs_emulator
-
-
-@pytest.fixture(scope='module')
-def gcs(tmp_path_factory):
-  """(bucket URL, environment to add) of a running emulator; os.environ holds it meanwhile."""
-  bucket = f'test-{uuid.uuid4().hex[:8]}'  # fresh names: TF caches stats per path
-  with gcs_emulator.running(tmp_path_factory.mktemp('gcs'), bucket) as env:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-      yield f'gs://{bucket}', env
-    finally:
-      os.environ.clear()
-      os.environ.update(saved)
-
-
-def _objects(env, url: str) -> dict[str, bytes]:
-  """Object name (in its bucket) -> content for each object whose URL starts with `url`.
-
-  Read from the emulator's JSON API directly, past TF, tensorstore and the proxy.
-  """
-  bucket, _, prefix = url.removeprefix('gs://').partition('/')
-  api = f'{env["TENSORSTORE_GCS_HTTP_URL"]}/storage/v1/b/{bucket}/o'
-  no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-  listing = json.load(no_proxy.open(f'{api}?prefix={urllib.request.quote(prefix)}'))
-  return {o['name']: no_proxy.open(f'{api}/{urllib.request.quote(o["name"], safe="")}?alt=media').read()
-          for o in listing.get('items', [])}
 
 
 def test_tf_gfile(gcs):
@@ -63,7 +35,7 @@ def test_tf_gfile(gcs):
   with gfile.GFile(f'{run}/big.bin', 'wb') as f:
     f.write(big)
 
-  stored = _objects(env, run)
+  stored = gcs_emulator.objects(env, run)
   assert stored['gfile/a.txt'] == b'hello' and stored['gfile/big.bin'] == big
   assert not os.path.exists('gs:')  # nothing went to a local folder
 
@@ -80,7 +52,7 @@ def test_tf_gfile(gcs):
     gfile.rename(f'{run}/big.bin', f'{run}/b.txt')
   gfile.rename(f'{run}/big.bin', f'{run}/b.txt', overwrite=True)
   # 'x/': the empty objects that TF's makedirs leaves as folder markers.
-  assert set(_objects(env, run)) == {'gfile/', 'gfile/sub/', 'gfile/b.txt'}
+  assert set(gcs_emulator.objects(env, run)) == {'gfile/', 'gfile/sub/', 'gfile/b.txt'}
   with gfile.GFile(f'{run}/b.txt', 'rb') as f:
     assert f.read() == big
 
@@ -88,7 +60,7 @@ def test_tf_gfile(gcs):
     gfile.GFile(f'{run}/missing').read()
   gfile.remove(f'{run}/b.txt')
   gfile.rmtree(run)
-  assert not gfile.exists(run) and not _objects(env, run)
+  assert not gfile.exists(run) and not gcs_emulator.objects(env, run)
 
 
 def test_epath(gcs):
@@ -99,7 +71,7 @@ def test_epath(gcs):
   d.mkdir(parents=True, exist_ok=True)
   (d / 'a.txt').write_text('text')
   (d / 'b.bin').write_bytes(b'\x00\xff')
-  stored = _objects(env, str(d))
+  stored = gcs_emulator.objects(env, str(d))
   assert stored['epath/a.txt'] == b'text' and stored['epath/b.bin'] == b'\x00\xff'
   assert (d / 'a.txt').read_text() == 'text' and (d / 'b.bin').read_bytes() == b'\x00\xff'
   assert sorted(p.name for p in d.iterdir()) == ['a.txt', 'b.bin']
@@ -130,7 +102,7 @@ def test_orbax_checkpoint_manager(gcs):
           params=ocp.args.StandardSave(jax.tree.map(lambda x, s=step: x + s, params)),
           meta=ocp.args.JsonSave({'step': step})))
     mngr.wait_until_finished()
-  steps = {n.split('/')[1] for n in _objects(env, str(directory))}
+  steps = {n.split('/')[1] for n in gcs_emulator.objects(env, str(directory))}
   assert steps == {'', '2', '3'}  # step 1 deleted in the bucket, not only forgotten ('': ckpt/)
 
   with ocp.CheckpointManager(directory) as mngr:
@@ -154,7 +126,7 @@ def test_clu_writer_tensorboard_events(gcs, tmp_path):
   writer.close()
   (name,) = tf.io.gfile.glob(f'{logdir}/events.out.tfevents.*')
   local = tmp_path / 'events'  # the bucket's bytes, parsed from a local copy
-  local.write_bytes(_objects(env, name)[name.split('/', 3)[3]])
+  local.write_bytes(gcs_emulator.objects(env, name)[name.split('/', 3)[3]])
   losses = {e.step: float(tf.make_ndarray(v.tensor))
             for e in tf.compat.v1.train.summary_iterator(str(local))
             for v in e.summary.value if v.tag == 'loss'}
@@ -171,7 +143,7 @@ def test_pillow_png_both_ways(gcs):
   path.parent.mkdir(parents=True, exist_ok=True)
   with path.open('wb') as f:
     Image.fromarray(img).save(f, format='PNG')
-  (data,) = _objects(env, str(path)).values()
+  (data,) = gcs_emulator.objects(env, str(path)).values()
   assert data.startswith(b'\x89PNG')
   with tf.io.gfile.GFile(str(path), 'rb') as f, Image.open(f) as im:
     np.testing.assert_array_equal(np.asarray(im), img)
@@ -278,7 +250,7 @@ def test_train_to_gs_then_resume(gcs, gs_run):
   from configs import smoke  # pylint: disable=g-import-not-at-top
   root, first, resumed = gs_run
   _, env = gcs
-  names = set(_objects(env, f'{root}/run'))
+  names = set(gcs_emulator.objects(env, f'{root}/run'))
   for step in (2, 3):
     assert any(n.startswith(f'run/checkpoints/{step}/params/') for n in names), sorted(names)
   assert 'Saved checkpoint at step 2 in gs://' in first.stderr
@@ -296,7 +268,7 @@ def test_eval_scores_the_gs_workdir(gcs, gs_run, child_env, tmp_path):
   _child([str(REPO / 'eval.py'), f'--workdir={root}/run', f'--data_dir={root}/bench',
           '--datasets=Tiny', '--scales=2', f'--output={root}/eval/results.json',
           '--jax_cache_dir='], child_env, tmp_path)
-  stored = _objects(env, f'{root}/eval/')
+  stored = gcs_emulator.objects(env, f'{root}/eval/')
   report = json.loads(stored['eval/results.json'])
   (result,) = report['results']
   assert (result['dataset'], result['scale'], len(result['images'])) == ('Tiny', 2, 8)
@@ -313,7 +285,7 @@ def test_infer_writes_to_gs(gcs, gs_run, child_env, tmp_path):
   proc = _child(['-m', 'dssr_jax.infer', f'{root}/in', f'--checkpoint={root}/run',
                  f'--out={root}/sr', '--jax_cache_dir='], child_env, tmp_path)
   assert '2 of 2 inputs done' in proc.stderr
-  stored = {n: v for n, v in _objects(env, f'{root}/sr/').items() if not n.endswith('/')}
+  stored = {n: v for n, v in gcs_emulator.objects(env, f'{root}/sr/').items() if not n.endswith('/')}
   assert sorted(stored) == ['sr/grey_x2.png', 'sr/photo_x2.png']  # ('sr/': a folder marker)
   with Image.open(io.BytesIO(stored['sr/photo_x2.png'])) as im:
     assert (im.mode, im.size) == ('RGB', (28, 20))
@@ -331,7 +303,7 @@ def test_convert_output_and_image_files_on_gs(gcs):
   params = helpers.random_params(model_lib.DSSR(**helpers.TINY))
   convert.convert_state_dict(convert.flax_to_torch(params), f'{root}/converted', scale=2,
                              num_steps=helpers.TINY['num_steps'])
-  assert any(n.startswith('converted/checkpoints/0/params/') for n in _objects(env, root))
+  assert any(n.startswith('converted/checkpoints/0/params/') for n in gcs_emulator.objects(env, root))
   got, config, step = checkpoint.load_params(f'{root}/converted')
   assert step == 0 and {k: config[k] for k in helpers.TINY} == helpers.TINY
   want, have = _leaves(params), _leaves(got)
@@ -341,7 +313,7 @@ def test_convert_output_and_image_files_on_gs(gcs):
 
   img = _photo(6, 5, 4)
   imageio.write_png(f'{root}/files/a.png', img)
-  assert _objects(env, f'{root}/files/a.png')['files/a.png'] == _png(img)
+  assert gcs_emulator.objects(env, f'{root}/files/a.png')['files/a.png'] == _png(img)
   np.testing.assert_array_equal(imageio.read_image(f'{root}/files/a.png'), img)
   assert imageio.image_size(f'{root}/files/a.png') == (6, 5)
   deep = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 997 % 65536).astype(np.uint16)
@@ -350,7 +322,7 @@ def test_convert_output_and_image_files_on_gs(gcs):
   assert back.bits == 16
   np.testing.assert_array_equal(imageio.to_samples(back.rgb, None, False, 16), deep)
   imageio.write_text(f'{root}/files/t.json', '{"a": 1}\n')
-  assert _objects(env, f'{root}/files/t.json') == {'files/t.json': b'{"a": 1}\n'}
+  assert gcs_emulator.objects(env, f'{root}/files/t.json') == {'files/t.json': b'{"a": 1}\n'}
   assert not os.path.exists('gs:')  # nothing went to a local folder
 
 

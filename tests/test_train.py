@@ -144,7 +144,7 @@ def runs(tmp_path_factory, env):
                'overrides': {'train.num_steps': 5, 'train.max_bad_steps': 2}},
       'f32': {'workdir': d / 'mixed'},
       'bf16': {'workdir': d / 'mixed', 'out': d / 'bf16',
-               'overrides': {'train.num_steps': 3, 'model.dtype': 'bfloat16', 'model.remat': True}},
+               'overrides': {'train.num_steps': 3, 'model.dtype': 'bfloat16'}},
   }
   out = dict(zip(jobs, drive(list(jobs.values()), env)))
   out['dir'] = d
@@ -192,14 +192,23 @@ def test_resume_equals_straight_run(runs):
   assert sorted(int(p.name) for p in ((runs['dir'] / 'smoke') / 'checkpoints').iterdir()) == [2, 4]
 
 
-def test_resume_may_change_dtype_and_remat(runs):
-  """dtype and remat change how the network is computed, not its parameters: a float32 run
-  resumes in bfloat16 with remat (another `channels` is refused, below)."""
+def test_only_structural_fields_block_a_resume():
+  config = smoke.get_config()
+  saved = config.model.to_dict()
+  config.model.update(dict(dtype='bfloat16', remat=not saved['remat']))
+  assert train_loop._network_diff(saved, config) == ''  # pylint: disable=protected-access
+  config.model.channels += 1
+  assert train_loop._network_diff(saved, config).startswith('channels: ')  # pylint: disable=protected-access
+
+
+def test_resume_may_change_dtype(runs):
+  """dtype changes how the network is computed, not its parameters: a float32 run resumes in
+  bfloat16 (another `channels` is refused, below)."""
   run = runs['bf16']
   assert run.error is None and 'Resumed from checkpoint at step 2' in run.log
   assert run.record['step'] == 3 and np.isfinite(run.record['last']['loss'])
   _, model_config, step = checkpoint.load_params(runs['dir'] / 'mixed' / 'checkpoints' / '3')
-  assert step == 3 and model_config['dtype'] == 'bfloat16' and model_config['remat']
+  assert step == 3 and model_config['dtype'] == 'bfloat16'
 
 
 def test_non_finite_steps_are_skipped_then_stop(runs):

@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 test: $(VENV)/.installed
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --dist loadscope tests
 
 demo: $(VENV)/.installed
 	$(PY) train.py --config=configs/demo.py --workdir=workdirs/demo

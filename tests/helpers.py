@@ -25,3 +25,8 @@ def random_params(model, seed=0, h=8, w=8):
 
 # A network small enough to compile in seconds, for end-to-end tests of eval and inference.
 TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
+
+
+# XLA flags for child processes that run tiny networks: XLA's lowest code-generation effort takes
+# compiles from tens of seconds to seconds on two cores; what is computed does not change.
+FAST_XLA = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'

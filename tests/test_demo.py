@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pytest
 
+import helpers
+
 from configs import demo
 from dssr_jax import demo_report
 from dssr_jax import imageio
@@ -115,7 +117,7 @@ def _run(args, env):
 
 
 def test_make_demo_pipeline_end_to_end(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO), XLA_FLAGS=helpers.FAST_XLA)
   env.pop('TF_CPP_MIN_LOG_LEVEL', None)  # the commands must quiet tensorflow themselves
   workdir = tmp_path / 'demo'
   train = _run(['train.py', '--config=configs/demo.py', f'--workdir={workdir}', *TINY], env)

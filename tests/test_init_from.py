@@ -24,10 +24,6 @@ from dssr_jax import imageio
 from dssr_jax import model as model_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# The child compiles at XLA's lowest optimisation: seconds instead of tens of seconds on two
-# cores for the tiny network; nothing here depends on the code XLA generates.
-FAST_XLA = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
-
 # Runs each job of a JSON list; prints one JSON record per job (error, log lines) on the last
 # line and writes the final params of a successful job to <out>.npz.
 DRIVER = r"""
@@ -106,7 +102,7 @@ def runs(tmp_path_factory):
   jobs_json = json.dumps([{'workdir': str(d / w), 'out': str(d / name), 'overrides': o}
                           for name, (w, o) in jobs.items()])
   # The persistent cache lets every job reuse the first job's compiled init and step.
-  env = os.environ | {'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2', 'XLA_FLAGS': FAST_XLA,
+  env = os.environ | {'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2', 'XLA_FLAGS': helpers.FAST_XLA,
                       'JAX_COMPILATION_CACHE_DIR': str(d / 'jax_cache'),
                       'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
                       'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}

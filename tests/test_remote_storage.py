@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import gcs_emulator
+import helpers
 
 
 def test_tf_gfile(gcs):
@@ -161,9 +162,6 @@ def test_proxy_refuses_other_hosts(gcs):
 # The product on gs://: training, resume, eval, inference, conversion, image files.
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-# Children compile at XLA's lowest optimisation: the tiny network's programs then take seconds,
-# not tens of seconds, on two cores. What these tests check is where files go.
-FAST_XLA = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
 # Two constant-colour training images (one in a subfolder: folders are read recursively) and a
 # file that is no image; decoded, each shows which file it came from.
 TRAIN_VALUES = {'data/a.png': 40, 'data/sub/b.png': 200}
@@ -203,7 +201,7 @@ def child_env(gcs, tmp_path_factory):
   _, env = gcs
   return os.environ | env | {
       'JAX_PLATFORMS': 'cpu', 'TF_CPP_MIN_LOG_LEVEL': '2', 'PYTHONPATH': str(REPO),
-      'XLA_FLAGS': FAST_XLA,
+      'XLA_FLAGS': helpers.FAST_XLA,
       'JAX_COMPILATION_CACHE_DIR': str(tmp_path_factory.mktemp('jax_cache')),
       'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
       'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
@@ -294,7 +292,6 @@ def test_infer_writes_to_gs(gcs, gs_run, child_env, tmp_path):
 
 
 def test_convert_output_and_image_files_on_gs(gcs):
-  import helpers  # pylint: disable=g-import-not-at-top
   from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import convert  # pylint: disable=g-import-not-at-top
   from dssr_jax import imageio  # pylint: disable=g-import-not-at-top

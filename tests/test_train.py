@@ -90,7 +90,7 @@ def env(tmp_path_factory):
            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0', TF_CPP_MIN_LOG_LEVEL='2',
            PYTHONPATH=str(REPO))
-  e.pop('XLA_FLAGS', None)
+  e['XLA_FLAGS'] = helpers.FAST_XLA
   return e
 
 
@@ -108,7 +108,7 @@ def drive(jobs, env, devices=1, timeout=400):
   """Runs DRIVER on jobs [{'workdir', 'overrides', 'nan_steps'}]; returns one Run per job."""
   env = dict(env)
   if devices > 1:
-    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+    env['XLA_FLAGS'] = f'{helpers.FAST_XLA} --xla_force_host_platform_device_count={devices}'
   jobs = [dict(j, workdir=str(j['workdir']), out=str(j.get('out', j['workdir']))) for j in jobs]
   proc = subprocess.run([sys.executable, '-c', DRIVER, str(REPO), json.dumps(jobs)], env=env,
                         capture_output=True, text=True, timeout=timeout)
@@ -142,9 +142,9 @@ def runs(tmp_path_factory, env):
       'skip': {'workdir': d / 'skip', 'nan_steps': [2]},
       'stop': {'workdir': d / 'stop', 'nan_steps': [2, 3],
                'overrides': {'train.num_steps': 5, 'train.max_bad_steps': 2}},
-      'f32': {'workdir': d / 'mixed'},
-      'bf16': {'workdir': d / 'mixed', 'out': d / 'bf16',
-               'overrides': {'train.num_steps': 3, 'model.dtype': 'bfloat16'}},
+      # Resumes 'one' (float32, step 1) in bfloat16; runs after it.
+      'bf16': {'workdir': d / 'one', 'out': d / 'bf16',
+               'overrides': {'train.num_steps': 2, 'model.dtype': 'bfloat16'}},
   }
   out = dict(zip(jobs, drive(list(jobs.values()), env)))
   out['dir'] = d
@@ -205,10 +205,10 @@ def test_resume_may_change_dtype(runs):
   """dtype changes how the network is computed, not its parameters: a float32 run resumes in
   bfloat16 (another `channels` is refused, below)."""
   run = runs['bf16']
-  assert run.error is None and 'Resumed from checkpoint at step 2' in run.log
-  assert run.record['step'] == 3 and np.isfinite(run.record['last']['loss'])
-  _, model_config, step = checkpoint.load_params(runs['dir'] / 'mixed' / 'checkpoints' / '3')
-  assert step == 3 and model_config['dtype'] == 'bfloat16'
+  assert run.error is None and 'Resumed from checkpoint at step 1' in run.log
+  assert run.record['step'] == 2 and np.isfinite(run.record['last']['loss'])
+  _, model_config, step = checkpoint.load_params(runs['dir'] / 'one' / 'checkpoints' / '2')
+  assert step == 2 and model_config['dtype'] == 'bfloat16'
 
 
 def test_non_finite_steps_are_skipped_then_stop(runs):

@@ -30,3 +30,21 @@ TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
 # XLA flags for child processes that run tiny networks: XLA's lowest code-generation effort takes
 # compiles from tens of seconds to seconds on two cores; what is computed does not change.
 FAST_XLA = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
+
+# The start of a child script that runs training jobs: the repo (argv[1]) on sys.path, absl at
+# INFO, and every log line collected in `messages` (the child reports them with its results).
+CHILD_PREAMBLE = r"""
+import hashlib, json, logging as pylogging, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from absl import logging
+logging.set_verbosity(logging.INFO)
+from configs import smoke
+from dssr_jax import train_lib, train_loop
+import jax
+messages = []
+class Collect(pylogging.Handler):
+  def emit(self, record):
+    messages.append(record.getMessage())
+pylogging.getLogger().addHandler(Collect())
+"""

@@ -26,20 +26,7 @@ from dssr_jax import model as model_lib
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Runs each job of a JSON list; prints one JSON record per job (error, log lines) on the last
 # line and writes the final params of a successful job to <out>.npz.
-DRIVER = r"""
-import json, logging as pylogging, sys
-import numpy as np
-sys.path.insert(0, sys.argv[1])
-from absl import logging
-logging.set_verbosity(logging.INFO)
-from configs import smoke
-from dssr_jax import train_loop
-import jax
-messages = []
-class Collect(pylogging.Handler):
-  def emit(self, record):
-    messages.append(record.getMessage())
-pylogging.getLogger().addHandler(Collect())
+DRIVER = helpers.CHILD_PREAMBLE + r"""
 records = []
 for job in json.loads(sys.argv[3]):
   config = smoke.get_config()

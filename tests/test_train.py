@@ -37,20 +37,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # Runs train_and_evaluate on configs/smoke.py for each job of a JSON list (one process, so the
 # imports are paid once), recording a digest of every batch fed to the step and the log lines.
 # Per job writes <out>.params<process>.npz and <out>.<process>.json (out defaults to the workdir).
-DRIVER = r"""
-import hashlib, json, logging as pylogging, sys
-import numpy as np
-sys.path.insert(0, sys.argv[1])
-from absl import logging
-logging.set_verbosity(logging.INFO)
-from configs import smoke
-from dssr_jax import train_lib, train_loop
-import jax
-messages = []
-class Collect(pylogging.Handler):
-  def emit(self, record):
-    messages.append(record.getMessage())
-pylogging.getLogger().addHandler(Collect())
+DRIVER = helpers.CHILD_PREAMBLE + r"""
 global_batch = train_lib.global_batch
 for job in json.loads(sys.argv[2]):
   config = smoke.get_config()

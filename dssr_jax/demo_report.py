@@ -68,25 +68,20 @@ def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE
   return rows, kept
 
 
-def comparison_image(lr, bic, sr, hr, scale: int, size: int = 192, box=None) -> np.ndarray:
-  """One crop side by side: LR (nearest) | bicubic | DSSR | HR, 4 px white gaps.
+def crops(lr, bic, sr, hr, scale: int, top: int, left: int, size: int) -> list[np.ndarray]:
+  """The size x size HR-grid crop at (top, left) of LR (nearest-upscaled), bicubic, DSSR, HR."""
+  lr_up = np.repeat(np.repeat(lr, scale, 0), scale, 1)
+  return [x[top:top + size, left:left + size] for x in (lr_up, bic, sr, hr)]
 
-  `box` = (top, left) of the size x size HR crop (multiples of `scale`); None: the centre.
-  """
+
+def comparison_image(lr, bic, sr, hr, scale: int, size: int = 192) -> np.ndarray:
+  """The centre crop side by side: LR (nearest) | bicubic | DSSR | HR, 4 px white gaps."""
   h, w = hr.shape[:2]
   size = min(size, h, w) // scale * scale
-  if box is None:
-    box = (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
-  top, left = box
-  crop = lambda x: x[top:top + size, left:left + size]
-  lr_up = np.repeat(np.repeat(lr, scale, 0), scale, 1)
+  top, left = (h - size) // 2 // scale * scale, (w - size) // 2 // scale * scale
   gap = np.full((size, 4, 3), 255, np.uint8)
-  panels = [crop(lr_up), gap, crop(bic), gap, crop(sr), gap, crop(hr)]
-  return np.concatenate(panels, axis=1)
-
-
-def _luma(img: np.ndarray) -> np.ndarray:
-  return metrics.rgb_to_y(img)
+  panels = crops(lr, bic, sr, hr, scale, top, left, size)
+  return np.concatenate([panels[0], gap, panels[1], gap, panels[2], gap, panels[3]], axis=1)
 
 
 def detail_box(hr: np.ndarray, bic: np.ndarray, size: int, scale: int) -> tuple[int, int]:
@@ -96,7 +91,7 @@ def detail_box(hr: np.ndarray, bic: np.ndarray, size: int, scale: int) -> tuple[
   h, w = hr.shape[:2]
   if size > h or size > w:
     raise ValueError(f'detail_box: a {size}x{size} crop does not fit a {h}x{w} image')
-  err = np.abs(_luma(hr) - _luma(bic))
+  err = np.abs(metrics.rgb_to_y(hr) - metrics.rgb_to_y(bic))
   sat = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # summed-area table
   tops = np.arange(0, h - size + 1, scale)
   lefts = np.arange(0, w - size + 1, scale)
@@ -150,8 +145,7 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
   top, left = detail_box(hr, bic, size, scale)
   crop = lambda x: x[top:top + size, left:left + size]
   big = lambda x: np.repeat(np.repeat(x, zoom, 0), zoom, 1)
-  strip = comparison_image(lr, bic, sr, hr, scale, size, box=(top, left))
-  images = [strip[:, k * (size + 4):k * (size + 4) + size] for k in range(4)]
+  images = crops(lr, bic, sr, hr, scale, top, left, size)
   labels = [f'LR (nearest x{scale})', f'bicubic {row["psnr_bicubic"]:.2f} dB',
             f'DSSR {row["psnr_dssr"]:.2f} dB', 'HR']
   top_row = [_labelled(big(p), t) for p, t in zip(images, labels)]

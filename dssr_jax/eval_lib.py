@@ -67,22 +67,6 @@ def bicubic_sr_fn(scale: int) -> tiling.SRFn:
   return fn
 
 
-def psnr_rgb(a: np.ndarray, b: np.ndarray, crop: int) -> float:
-  """PSNR in dB over all three channels of two uint8 HxWx3 images, `crop` border pixels removed
-  (float64; identical images give inf)."""
-  a, b = np.asarray(a), np.asarray(b)
-  if a.dtype != np.uint8 or b.dtype != np.uint8 or a.shape != b.shape or a.ndim != 3:
-    raise ValueError(f'psnr_rgb: need two uint8 HxWx3 images of one size, got {a.dtype} '
-                     f'{a.shape} and {b.dtype} {b.shape}')
-  h, w = a.shape[:2]
-  a = a[crop:h - crop, crop:w - crop].astype(np.float64)
-  b = b[crop:h - crop, crop:w - crop].astype(np.float64)
-  if a.size == 0:
-    raise ValueError(f'psnr_rgb: crop {crop} leaves nothing of a {h}x{w} image')
-  mse = np.mean((a - b) ** 2)
-  return float('inf') if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
-
-
 def dataset_dir(data_dir: os.PathLike | str, dataset: str) -> epath.Path:
   """`data_dir/dataset`, or FileNotFoundError listing what data_dir does hold."""
   root = epath.Path(data_dir)
@@ -183,7 +167,7 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
     raise ValueError(f'SR output {sr.shape} and HR {hr.shape} differ in size')
   row = {'psnr': metrics.psnr_y(sr, hr, scale, grey_as_y),
          'ssim': metrics.ssim_y(sr, hr, scale, grey_as_y),
-         'psnr_rgb': psnr_rgb(sr, hr, scale)}
+         'psnr_rgb': metrics.psnr_rgb(sr, hr, scale)}
   steps = out.get('steps')
   if steps is not None:
     steps = np.asarray(steps, np.float64)

@@ -66,8 +66,22 @@ def psnr_y(a: np.ndarray, b: np.ndarray, crop: int, grey_as_y: bool = False) -> 
   Identical images give inf.
   """
   a, b, crop = _check(a, b, crop, 'psnr_y')
-  ya, yb = _cropped_y(a, b, crop, grey_as_y)
-  mse = np.mean((ya - yb) ** 2)
+  return _psnr(*_cropped_y(a, b, crop, grey_as_y))
+
+
+def psnr_rgb(a: np.ndarray, b: np.ndarray, crop: int) -> float:
+  """PSNR in dB over R, G and B of two uint8 HxWx3 images, `crop` border pixels removed (the
+  authors' test script prints it beside the Y-PSNR). Identical images give inf."""
+  a, b, crop = _check(a, b, crop, 'psnr_rgb')
+  if a.ndim != 3 or a.shape != b.shape or a.shape[2] != 3:
+    raise ValueError(f'psnr_rgb: need two HxWx3 images of one size, got {a.shape} and {b.shape}')
+  h, w = a.shape[:2]
+  a, b = (x[crop:h - crop, crop:w - crop].astype(np.float64) for x in (a, b))
+  return _psnr(a, b)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+  mse = np.mean((a - b) ** 2)
   if mse == 0:
     return float('inf')
   return float(10.0 * np.log10(255.0 ** 2 / mse))

@@ -21,6 +21,7 @@ import helpers
 from dssr_jax import checkpoint
 from dssr_jax import eval_lib
 from dssr_jax import imresize
+from dssr_jax import metrics
 from dssr_jax import model as model_lib
 
 REPO = __import__('pathlib').Path(__file__).resolve().parent.parent
@@ -105,12 +106,12 @@ def test_rgb_psnr_shaves_like_y_psnr():
   hr = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
   sr = hr.copy()
   sr[:3] = 255 - sr[:3]  # errors only in the top 3 rows
-  assert eval_lib.psnr_rgb(sr, hr, 3) == float('inf')
-  assert eval_lib.psnr_rgb(sr, hr, 2) == pytest.approx(ref_psnr(sr, hr, 2, y=False), abs=1e-9)
+  assert metrics.psnr_rgb(sr, hr, 3) == float('inf')
+  assert metrics.psnr_rgb(sr, hr, 2) == pytest.approx(ref_psnr(sr, hr, 2, y=False), abs=1e-9)
   sr = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-  assert eval_lib.psnr_rgb(sr, hr, 4) == pytest.approx(ref_psnr(sr, hr, 4, y=False), abs=1e-9)
+  assert metrics.psnr_rgb(sr, hr, 4) == pytest.approx(ref_psnr(sr, hr, 4, y=False), abs=1e-9)
   with pytest.raises(ValueError, match='uint8'):
-    eval_lib.psnr_rgb(sr.astype(np.float32), hr, 2)
+    metrics.psnr_rgb(sr.astype(np.float32), hr, 2)
 
 
 def _bad_sets(root):

@@ -438,16 +438,14 @@ def output_paths(output: os.PathLike | str) -> tuple[epath.Path, epath.Path]:
 
 def check_outputs_free(output: os.PathLike | str, overwrite: bool) -> None:
   """Refuses (before any work) to replace earlier results unless `overwrite`."""
-  for p in output_paths(output):
-    if p.exists() and not overwrite:
-      raise FileExistsError(f'{p} already exists; pass --overwrite to replace it')
+  imageio.check_free(output_paths(output), overwrite)
 
 
 def write_report(report: Mapping[str, Any], output: os.PathLike | str,
                  overwrite: bool = False) -> tuple[epath.Path, epath.Path]:
-  """Writes the JSON and the CSV beside it, each whole or not at all (`imageio.write_bytes`)."""
+  """Writes the JSON and the CSV beside it, each whole or not at all (`imageio.write_text`)."""
   check_outputs_free(output, overwrite)
   json_path, csv_path = output_paths(output)
-  imageio.write_bytes(json_path, (json.dumps(_json_safe(report), indent=1) + '\n').encode())
-  imageio.write_bytes(csv_path, csv_text(report).encode())
+  imageio.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
+  imageio.write_text(csv_path, csv_text(report))
   return json_path, csv_path

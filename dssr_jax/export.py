@@ -32,6 +32,7 @@ from absl import app
 from absl import flags
 
 from dssr_jax import cli
+from dssr_jax import imageio
 
 FORMATS = ('jax', 'savedmodel')
 DTYPES = ('float32', 'bfloat16')
@@ -160,9 +161,7 @@ def sidecar_path(out: os.PathLike | str) -> pathlib.Path:
 
 def check_outputs_free(out: os.PathLike | str, overwrite: bool) -> None:
   """Refuses (before any work) to replace an existing artifact or sidecar unless `overwrite`."""
-  for p in (pathlib.Path(out), sidecar_path(out)):
-    if p.exists() and not overwrite:
-      raise FileExistsError(f'{p} already exists; pass --overwrite to replace it')
+  imageio.check_free([pathlib.Path(out), sidecar_path(out)], overwrite)
 
 
 def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: str = 'jax',
@@ -170,7 +169,6 @@ def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: st
           overwrite: bool = False) -> dict[str, Any]:
   """Writes the artifact at `out` and its metadata at OUT.json, each atomically; returns the
   metadata. Nothing is replaced without `overwrite`."""
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
   if fmt not in FORMATS:
     raise ValueError(f'--format must be one of {FORMATS}, got {fmt!r}')
   if dtype not in DTYPES:

@@ -55,7 +55,7 @@ def test_export_score_save_and_report_on_a_bucket(gcs, tmp_path):
           options=eval_lib.EvalOptions(setting=setting), show_progress=False,
           save_images=f'{base}/sr')
     eval_lib.write_report(report['paired'], f'{base}/r.json')
-    with pytest.raises(FileExistsError, match=f"{base}/r.json already exists"):
+    with pytest.raises(FileExistsError, match=f"'{base}/r.json' already exists"):
       eval_lib.write_report(report['paired'], f'{base}/r.json')
     with pytest.raises(FileExistsError, match=f"'{base}/sr/Mini/x2/a_sig0.80.png' already"):
       eval_lib.evaluate(data_dir=f'{base}/data', datasets=['Mini'], scales=[2], method='bicubic',

@@ -112,7 +112,7 @@ def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt,
   np.testing.assert_allclose(sr, _reference(params, lr), atol=1e-5)
   np.testing.assert_allclose(lite, _reference(params, lr), atol=1e-5)
 
-  with pytest.raises(FileExistsError, match='dssr_savedmodel already exists'):
+  with pytest.raises(FileExistsError, match="dssr_savedmodel' already exists"):
     export.write(loaded, out, (1, 8, 8, 3), fmt='savedmodel')
   with pytest.raises(ValueError, match='is a folder'):
     export.write(loaded, out, (1, 8, 8, 3), overwrite=True)

@@ -234,8 +234,8 @@ def image_size(path: PathLike) -> Tuple[int, int]:
   return h, w
 
 
-def write_png(path: PathLike, img: np.ndarray) -> None:
-  """Writes a uint8 HxW or HxWx{1,3,4} array as PNG, atomically.
+def png_bytes(img: np.ndarray) -> bytes:
+  """A uint8 HxW or HxWx{1,3,4} array encoded as PNG.
 
   Raises:
     ValueError: `img` is not uint8 HxW or HxWx{1,3,4}.
@@ -247,7 +247,14 @@ def write_png(path: PathLike, img: np.ndarray) -> None:
     img = img[:, :, 0]
   if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
     raise ValueError(f'write_png: img must be HxW or HxWx3/4, got shape {img.shape}')
-  atomic_write(path, lambda f: Image.fromarray(img).save(f, format='PNG'))
+  buf = io.BytesIO()
+  Image.fromarray(img).save(buf, format='PNG')
+  return buf.getvalue()
+
+
+def write_png(path: PathLike, img: np.ndarray) -> None:
+  """Writes a uint8 HxW or HxWx{1,3,4} array as PNG, whole or not at all (`write_bytes`)."""
+  write_bytes(path, png_bytes(img))
 
 
 def check_free(paths: Sequence[PathLike], overwrite: bool) -> None:
@@ -275,7 +282,6 @@ def check_free(paths: Sequence[PathLike], overwrite: bool) -> None:
       listed[parent] = {q.name for q in d.iterdir()} if d.is_dir() else set()
     if p.name in listed[parent]:
       raise FileExistsError(f'{str(p)!r} already exists; pass --overwrite to replace it')
-
 
 
 # ----------------------------------------------------------------------------------------------

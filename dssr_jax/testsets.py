@@ -184,9 +184,12 @@ def export_gaussian8(hr_dir, out_dir, scales: Sequence[int] = (2, 3, 4), name: s
   imageio.check_free(targets, overwrite)
   n = 0
   for s in scales:
+    hr_png = (None, b'')
     for rec in gaussian8(hr_dir, s):
+      if hr_png[0] != rec.name:  # one encoding per image, written under each of its 8 names
+        hr_png = (rec.name, imageio.png_bytes(_stored(rec.hr, rec.grey)))
       imageio.write_png(root / PAIRED_LR / f'x{s}' / f'{rec.lr_stem}.png', rec.lr)
-      imageio.write_png(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', _stored(rec.hr, rec.grey))
+      imageio.write_bytes(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', hr_png[1])
       n += 1
   return n
 

@@ -513,17 +513,20 @@ def markdown_table(report: Mapping[str, Any]) -> str:
   results = report['results']
   datasets = list(dict.fromkeys(r['dataset'] for r in results))
   with_paper = {d for d in datasets for r in results if r['dataset'] == d and r.get('paper')}
+  settings = len({r['setting'] for r in results}) > 1
   widths = any(r.get('kernel_width') is not None for r in results)
-  rows = list(dict.fromkeys((r['method'], r['scale'], _width(r)) for r in results))
-  cell = {(r['method'], r['scale'], _width(r), r['dataset']): r for r in results}
-  head = ['Method', 'Scale'] + (['Width'] if widths else [])
+  key = lambda r: (r['method'], r['scale'], _width(r), r['setting'])
+  rows = list(dict.fromkeys(key(r) for r in results))
+  cell = {(*key(r), r['dataset']): r for r in results}
+  head = ['Method', 'Scale'] + (['Width'] if widths else []) + (['Setting'] if settings else [])
   for d in datasets:
     head += [d] + ([f'{d} paper'] if d in with_paper else [])
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  for method, scale, width in rows:
-    cells = [method, f'x{scale}'] + ([width] if widths else [])
+  for method, scale, width, setting in rows:
+    cells = ([method, f'x{scale}'] + ([width] if widths else []) +
+             ([setting] if settings else []))
     for d in datasets:
-      r = cell.get((method, scale, width, d))
+      r = cell.get((method, scale, width, setting, d))
       cells.append('-' if r is None else _score(r['psnr'], r['ssim']))
       if d in with_paper:
         p = r and r.get('paper')

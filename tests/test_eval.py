@@ -313,7 +313,8 @@ def test_kernel_width_bicubic_meets_the_published_anchors(benchmark_dir):
   assert rows[2, 1.2]['paper']['psnr'] == 29.28
   table = eval_lib.markdown_table(report).splitlines()
   assert table[0] == '| Method | Scale | Width | Set5 | Set5 paper |'
-  assert table[2].startswith('| bicubic | x2 | 0 | 33.68 / ') and table[2].endswith(' | 33.66 (VI) |')
+  assert table[2].startswith('| bicubic | x2 | 0 | 33.68 / ')
+  assert table[2].endswith(' | 33.66 (VI) |')
   with pytest.raises(ValueError, match='--kernel_widths is for --setting=kernel_width'):
     eval_lib.evaluate(data_dir=benchmark_dir, datasets=['Set5'], scales=[2], method='bicubic',
                       options=eval_lib.EvalOptions(kernel_widths=(1.0,)))
@@ -340,14 +341,16 @@ def test_the_papers_values_are_printed_beside_ours(tmp_path):
   assert [r['paper'] and r['paper']['psnr'] for r in report['results']] == [
       37.46, 28.82, None, None, 28.54]
   table = eval_lib.markdown_table(report).splitlines()
-  assert table[0] == '| Method | Scale | Width | Setting | Set5 | Set5 paper | Set14 | Set14 paper |'
+  assert table[0] == ('| Method | Scale | Width | Setting | Set5 | Set5 paper | Set14 | '
+                      'Set14 paper |')
   assert table[2] == '| dssr | x2 |  | gaussian8 | 36.00 / 0.5000 | 37.46 / 0.9529 (V) | - | - |'
   assert table[3] == '| bicubic | x2 |  | gaussian8 | 27.00 / 0.5000 | 28.82 / 0.8577 (V) | - | - |'
   assert table[4] == '| dssr+ | x2 |  | gaussian8 | 36.50 / 0.5000 | - | - | - |'
   assert table[6] == '| dssr | x4 | 2.4 | kernel_width | - | - | 27.00 / 0.5000 | 28.54 (VI) |'
   steps = eval_lib.per_step_table(report).splitlines()
   assert '| Set5 | x2 | - | PSNR, paper (Table IV) | 37.15 | 37.37 | 37.44 | 37.46 |' in steps
-  assert '| Set5 | x2 | - | L1 detail to HR - bic (Fig. 9) | 0.10000 | 0.05000 | 0.03000 | 0.02000 |' in steps
+  assert ('| Set5 | x2 | - | L1 detail to HR - bic (Fig. 9) | 0.10000 | 0.05000 | 0.03000 | '
+          '0.02000 |') in steps
   json_path, csv_path = eval_lib.write_report(report, tmp_path / 'r.json')
   assert json.loads(json_path.read_text())['results'][0]['paper'] == {
       'psnr': 37.46, 'ssim': 0.9529, 'table': 'V'}
@@ -407,7 +410,8 @@ def test_saved_images_score_the_same_through_method_images(tiny_ckpt, small_data
   label = rec.hr / 255.0 - _torch_bicubic_up(rec.lr / 255.0, 2)
   np.testing.assert_allclose(row['detail_l1'], np.abs(out['details'] - label).mean(axis=(1, 2, 3)),
                              atol=1e-6)
-  assert len(res['per_step_detail_l1']) == TINY['num_steps'] and len(res['per_sigma_detail_l1']) == 8
+  assert len(res['per_step_detail_l1']) == TINY['num_steps']
+  assert len(res['per_sigma_detail_l1']) == 8
   np.testing.assert_allclose(res['per_step_detail_l1'],
                              np.mean([s[3]['detail_l1'] for s in seen], axis=0))
 

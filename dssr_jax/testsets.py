@@ -5,9 +5,10 @@ eight isotropic 21x21 kernels with sigma = linspace(lo, hi, 8) per scale, MATLAB
 downsampling, LR clipped and rounded to 8 bits. No randomness: the set is a pure function of the HR
 files. `export_gaussian8` writes it as a paired set.
 
-Kernel widths (DASR's protocol, the paper's Table VI): every HR image modcropped, blurred with one
-isotropic 21x21 Gaussian of a given width (reflect padding), MATLAB-bicubic downsampled, rounded to
-8 bits; width 0 is the downsampling alone. The widths default to the paper's four per scale.
+Kernel widths (DASR's protocol, the paper's Table VI, docs/design.md section 4.6): every HR image
+modcropped, blurred with one isotropic 21x21 Gaussian of a given width (reflect padding),
+MATLAB-bicubic downsampled, rounded to 8 bits; width 0 is the downsampling alone. The widths
+default to the paper's four per scale.
 
 DIV2KRK (KernelGAN, docs/design.md section 4.2) in its public layout: `gt/img_N_gt.png`,
 `lr_x{2,4}/im_N.png`, `gt_k_x{2,4}/kernel_N.mat` (MATLAB key `Kernel`). `make_div2krk` writes a

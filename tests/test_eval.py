@@ -191,7 +191,7 @@ def test_eval_end_to_end_on_the_fixture_weights(fixture_ckpt, small_data, tmp_pa
          f'--cache_dir={tmp_path / "lr"}']
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert '| dssr | x2 |' in proc.stdout and 'Per-step PSNR' in proc.stdout
+  assert '| dssr | x2 |' in proc.stdout and 'Per step (Table IV, Fig. 9)' in proc.stdout
   report = json.loads(out.read_text())
   (res,) = report['results']
   assert report['run']['step'] == 0 and report['run']['model'] == cfg

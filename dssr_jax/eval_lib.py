@@ -113,8 +113,13 @@ def _hr_listing(d: epath.Path, scale: int, stem: Callable[[str], str]) -> list[I
 
 
 def _div2krk_listing(d: epath.Path, scale: int) -> list[Item]:
-  return [Item(f'img_{s[len("im_"):]}', s, imageio.image_size(d / f'lr_x{scale}' / f'{s}.png'))
-          for s in testsets.div2krk_stems(d)]
+  items = []
+  for stem in testsets.div2krk_stems(d):
+    lr = d / f'lr_x{scale}' / f'{stem}.png'
+    if not lr.is_file():
+      raise FileNotFoundError(f'DIV2KRK: {str(lr)!r} does not exist')
+    items.append(Item(f'img_{stem[len("im_"):]}', stem, imageio.image_size(lr)))
+  return items
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +267,8 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
   if steps is not None:
     steps = np.asarray(steps, np.float64)
     running = np.cumsum(steps, axis=0) / np.arange(1, len(steps) + 1)[:, None, None, None]
-    row['per_step_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y) for s in steps]
+    row['per_step_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y)
+                            for s in steps]
     row['per_step_mean_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y)
                                  for s in running]
   if out.get('details') is not None and lr is not None:

@@ -25,7 +25,7 @@ figures: demo
 	cp workdirs/demo/demo/comparison.png docs/crops.png
 	$(PY) -m dssr_jax.plots details --checkpoint=workdirs/demo --hr=$(DEMO_HR)/chelsea.png \
 	    --hr=$(DEMO_HR)/coffee.png --sigma=1.2 --out=docs/details.png
-	$(PY) eval.py --workdir=workdirs/demo --data_dir=workdirs/demo/demo --datasets=holdout_hr \
+	$(PY) eval.py --checkpoint=workdirs/demo --data_dir=workdirs/demo/demo --datasets=holdout_hr \
 	    --output=workdirs/demo/demo/eval.json --overwrite
 	$(PY) -m dssr_jax.plots steps --report=workdirs/demo/demo/eval.json --out=docs/per_step_psnr.png
 

@@ -1,15 +1,21 @@
-r"""Scores a DSSR checkpoint (or bicubic) on the benchmark protocols; prints a Table V-style table.
+r"""Scores a DSSR checkpoint, bicubic or others' SR images on the benchmark protocols; prints
+tables like the paper's (Tables IV-VII) with the paper's numbers beside ours.
 
-  python eval.py --workdir=DIR [--step=N] --data_dir=DATA --datasets=Set5,Set14 --scales=2 \
+  python eval.py --checkpoint=DIR [--step=N] --data_dir=DATA --datasets=Set5,Set14 --scales=2 \
       --setting=gaussian8 [--config=configs/default.py] [--output=results.json] \
       [--save_images=SR_DIR] [--self_ensemble] [--grey_as_y]
   python eval.py --method=bicubic --data_dir=DATA --datasets=Set5 --scales=2,3,4
+  python eval.py --checkpoint=DIR --setting=kernel_width [--kernel_widths=0,1.2] --data_dir=DATA \
+      --datasets=Set5,Set14,BSD100,Urban100
   python eval.py --checkpoint=CKPT --setting=paired --data_dir=ROOT --datasets=NAME --scales=4
+  python eval.py --method=images --sr_dir=ROOT --data_dir=DATA --datasets=Set5 --scales=4
 
-`--checkpoint=PATH` scores a converted authors' checkpoint instead of a workdir's.
-`--setting=paired` scores the LR files of ROOT/NAME/LRblur/xS against ROOT/NAME/HR/xS (same file
-names). Every path may be local or a URL (gs://...). See dssr_jax/eval_lib.py for the protocol and
-the JSON layout, docs/evaluation.md for examples.
+`--checkpoint` is a training workdir, its checkpoints/ folder or one checkpoint (e.g. converted
+authors' weights). `--setting=paired` scores the LR files of ROOT/NAME/LRblur/xS against
+ROOT/NAME/HR/xS (same file names). `--method=images` scores SR images made elsewhere, read from
+ROOT/<dataset>/x<scale>/<LR stem>.png (the layout --save_images writes). Every path may be local or
+a URL (gs://...). See dssr_jax/eval_lib.py for the protocol and the JSON layout,
+docs/evaluation.md for examples.
 """
 
 import sys
@@ -19,21 +25,27 @@ from absl import flags
 from ml_collections import config_flags
 
 from dssr_jax import cli
+from dssr_jax import commands
 from dssr_jax import eval_lib
 
 config_flags.DEFINE_config_file(
     'config', None, 'Optional model config; its options must match the checkpoint\'s '
     '(dtype and remat may differ).', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Training workdir whose checkpoint to score.')
+flags.DEFINE_string('checkpoint', None, 'What to score: a training workdir (its latest '
+                    'checkpoint, or --step), its checkpoints/ folder or one checkpoint folder.')
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-flags.DEFINE_string('checkpoint', None, 'A checkpoint path instead of --workdir (e.g. converted '
-                    'authors\' weights).')
-flags.DEFINE_string('data_dir', None, 'Folder with one folder per dataset: HR images (gaussian8), '
-                    'the DIV2KRK layout (div2krk), HR/xS and LRblur/xS (paired).', required=True)
+flags.DEFINE_string('data_dir', None, 'Folder with one folder per dataset: HR images (gaussian8, '
+                    'kernel_width), the DIV2KRK layout (div2krk), HR/xS and LRblur/xS (paired).',
+                    required=True)
 flags.DEFINE_list('datasets', ['Set5'], 'Dataset folder names under --data_dir.')
 flags.DEFINE_list('scales', None, 'Scales (default: the checkpoint\'s).')
-flags.DEFINE_enum('setting', 'gaussian8', eval_lib.SETTINGS, 'Degradation protocol.')
-flags.DEFINE_enum('method', 'dssr', eval_lib.METHODS, 'What to score.')
+flags.DEFINE_enum('setting', 'gaussian8', list(eval_lib.SETTINGS), 'Degradation protocol.')
+flags.DEFINE_list('kernel_widths', None, 'kernel_width: the Gaussian widths, one row each '
+                  '(default: the paper\'s, x2: 0,0.6,1.2,1.8; x4: 0,1.2,2.4,3.6).')
+flags.DEFINE_enum('method', 'dssr', eval_lib.METHODS, 'What to score: the network, MATLAB '
+                  'bicubic, or the SR images in --sr_dir.')
+flags.DEFINE_string('sr_dir', None, '--method=images: SR images made elsewhere, as '
+                    'DIR/<dataset>/x<scale>/<LR file stem>.png.')
 flags.DEFINE_string('output', None, 'Write the report here (.json) and a .csv beside it.')
 flags.DEFINE_string('save_images', None, 'Write every SR output as PNG to '
                     'DIR/<dataset>/x<scale>/<LR file stem>.png.')
@@ -53,41 +65,37 @@ flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR,
 FLAGS = flags.FLAGS
 
 
-def _run(scales):
-  config = FLAGS.config
-  return eval_lib.evaluate(
-      data_dir=FLAGS.data_dir, datasets=FLAGS.datasets, scales=scales,
-      options=eval_lib.EvalOptions(setting=FLAGS.setting, grey_as_y=FLAGS.grey_as_y,
-                                   self_ensemble=FLAGS.self_ensemble, tile=FLAGS.tile,
-                                   overlap=FLAGS.overlap, max_memory_gb=FLAGS.max_memory_gb),
-      method=FLAGS.method, checkpoint=FLAGS.checkpoint or FLAGS.workdir, step=FLAGS.step,
-      model_config=None if config is None else config.model.to_dict(),
-      cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite)
+def _numbers(name: str, values, kind):
+  try:
+    return [kind(v) for v in values] if values else None
+  except ValueError:
+    raise ValueError(f'--{name} must be a list of numbers, got {",".join(values)}') from None
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   cli.use_compilation_cache(FLAGS.jax_cache_dir)
-  if FLAGS.workdir and FLAGS.checkpoint:
-    raise app.UsageError('pass --workdir or --checkpoint, not both')
-  try:
-    scales = [int(s) for s in FLAGS.scales] if FLAGS.scales else None
-  except ValueError as e:
-    raise app.UsageError(f'--scales must be integers: {FLAGS.scales}') from e
-  try:
-    if FLAGS.output:
-      eval_lib.check_outputs_free(FLAGS.output, FLAGS.overwrite)
-    report = _run(scales)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
-    # A wrong flag, folder or checkpoint: one clear line, not a traceback.
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  scales = _numbers('scales', FLAGS.scales, int)
+  widths = _numbers('kernel_widths', FLAGS.kernel_widths, float)
+  if FLAGS.output:
+    eval_lib.check_outputs_free(FLAGS.output, FLAGS.overwrite)
+  config = FLAGS.config
+  report = eval_lib.evaluate(
+      data_dir=FLAGS.data_dir, datasets=FLAGS.datasets, scales=scales,
+      options=eval_lib.EvalOptions(setting=FLAGS.setting, grey_as_y=FLAGS.grey_as_y,
+                                   self_ensemble=FLAGS.self_ensemble, tile=FLAGS.tile,
+                                   overlap=FLAGS.overlap, max_memory_gb=FLAGS.max_memory_gb,
+                                   kernel_widths=None if widths is None else tuple(widths)),
+      method=FLAGS.method, checkpoint=FLAGS.checkpoint, step=FLAGS.step,
+      model_config=None if config is None else config.model.to_dict(),
+      cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite,
+      sr_dir=FLAGS.sr_dir)
   print(eval_lib.describe(report))
   print(eval_lib.markdown_table(report))
   steps = eval_lib.per_step_table(report)
   if steps:
-    print('\nPer-step PSNR (Table IV):')
+    print('\nPer step (Table IV, Fig. 9):')
     print(steps)
   if FLAGS.output:
     paths = eval_lib.write_report(report, FLAGS.output, FLAGS.overwrite)
@@ -96,4 +104,4 @@ def main(argv):
 
 if __name__ == '__main__':
   cli.quiet_tensorflow()
-  app.run(main)
+  commands.run(main)

@@ -23,8 +23,9 @@ from etils import epath
 import numpy as np
 
 from dssr_jax import cli
+from dssr_jax import degrade
+from dssr_jax import eval_lib
 from dssr_jax import imageio
-from dssr_jax import imresize
 from dssr_jax import inference
 from dssr_jax import input_pipeline
 from dssr_jax import metrics
@@ -41,30 +42,38 @@ GAP = 6  # White pixels between panels.
 
 def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
              ) -> tuple[list[dict], dict | None]:
-  """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir.
+  """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir,
+  scored by `eval_lib.score_records` (the protocol of eval.py).
 
   Returns the rows (one per image and sigma) and, for the record `figure` = (name, sigma index),
   its images and the network's per-step outputs (None when hr_dir has no such image).
   """
   scale = loaded.config['scale']
-  fn = inference.make_sr_fn(loaded)
-  names = [p.stem for p in imageio.list_images(hr_dir)]
-  records = testsets.gaussian8(hr_dir, scale)
-  rows, kept = [], None
-  for i, rec in enumerate(cli.progress(records, total=8 * len(names), desc='held-out',
-                                       unit='image')):
-    lr = np.asarray(rec.lr, np.float32) / 255.0
-    bic = imageio.to_uint8(imresize.imresize(lr, scale))
-    out = fn(lr[None])
-    sr = imageio.to_uint8(out['sr'][0])
-    rows.append({'name': rec.name, 'sigma': float(rec.sigma),
-                 'psnr_bicubic': metrics.psnr_y(bic, rec.hr, crop=scale),
-                 'psnr_dssr': metrics.psnr_y(sr, rec.hr, crop=scale),
-                 'psnr_steps': [metrics.psnr_y(imageio.to_uint8(s[0]), rec.hr, crop=scale)
-                                for s in out['steps']]})
-    if (rec.name, i % 8) == tuple(figure):
-      kept = {'row': rows[-1], 'lr': rec.lr, 'bicubic': bic, 'sr': sr, 'hr': rec.hr,
-              'details': out['details'][:, 0]}
+  options = eval_lib.EvalOptions()
+  records = list(testsets.gaussian8(hr_dir, scale))  # a few photos: degraded once, scored twice
+  sigma = float(degrade.gaussian8_sigmas(scale)[figure[1]])
+  kept = {}
+
+  def keep(key):
+    def on_image(rec, lr, out, row):
+      if (rec.name, rec.sigma) == (figure[0], sigma):
+        kept.update({key: out['sr'], 'lr': lr, 'hr': rec.hr, **(
+            {'details': out['details']} if key == 'sr' else {})})
+    return on_image
+
+  bic = eval_lib.score_records(
+      records, eval_lib.network_outputs(eval_lib.bicubic_sr_fn(scale), scale, options), scale,
+      options, keep('bicubic'))
+  dssr = eval_lib.score_records(
+      cli.progress(records, total=len(records), desc='held-out', unit='image'),
+      eval_lib.network_outputs(inference.make_sr_fn(loaded), scale, options), scale, options,
+      keep('sr'))
+  rows = [{'name': b['name'], 'sigma': b['sigma'], 'psnr_bicubic': b['psnr'],
+           'psnr_dssr': d['psnr'], 'psnr_steps': d['per_step_psnr']}
+          for b, d in zip(bic['images'], dssr['images'])]
+  if not kept:
+    return rows, None
+  kept['row'] = next(r for r in rows if (r['name'], r['sigma']) == (figure[0], sigma))
   return rows, kept
 
 
@@ -165,16 +174,12 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
                                         'detail_gain': gain}
 
 
-def _mean(rows, key):
-  return float(np.mean([r[key] for r in rows]))
-
-
 def table(rows: list[dict]) -> str:
   names = list(dict.fromkeys(r['name'] for r in rows))
   lines = [f'{"image":<12} {"bicubic dB":>10} {"DSSR dB":>8} {"gain":>6}']
   for name in names + ['mean']:
     sel = rows if name == 'mean' else [r for r in rows if r['name'] == name]
-    b, d = _mean(sel, 'psnr_bicubic'), _mean(sel, 'psnr_dssr')
+    b, d = (eval_lib.mean([r[k] for r in sel]) for k in ('psnr_bicubic', 'psnr_dssr'))
     lines.append(f'{name:<12} {b:10.2f} {d:8.2f} {d - b:+6.2f}')
   return '\n'.join(lines)
 
@@ -197,8 +202,8 @@ def report(workdir) -> dict:
       'checkpoint_step': loaded.step,
       'scale': scale,
       'held_out': sorted({r['name'] for r in rows}),
-      'psnr_bicubic': _mean(rows, 'psnr_bicubic'),
-      'psnr_dssr': _mean(rows, 'psnr_dssr'),
+      'psnr_bicubic': eval_lib.mean([r['psnr_bicubic'] for r in rows]),
+      'psnr_dssr': eval_lib.mean([r['psnr_dssr'] for r in rows]),
       'rows': rows,
   }
   summary['gain'] = summary['psnr_dssr'] - summary['psnr_bicubic']

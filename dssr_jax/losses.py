@@ -13,6 +13,15 @@ def l1(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(a - b))
 
 
+def detail_label(lr: jax.Array, hr: jax.Array, scale: int) -> jax.Array:
+  """`hr - bic(lr)`, f32: what each step's detail map is pulled towards (docs/design.md section 2).
+
+  `bic` is the network's own PyTorch-bicubic upsampling of `lr` ([B, H, W, C] on the same [0, 1]
+  scale as `hr`, [B, sH, sW, C]). The loss and eval's Fig. 9 measurement both use this one.
+  """
+  return hr.astype(jnp.float32) - resize.torch_bicubic_up(lr.astype(jnp.float32), scale)
+
+
 def dssr_loss(
     out: Mapping[str, jax.Array],
     lr: jax.Array,
@@ -37,9 +46,9 @@ def dssr_loss(
   if hr.ndim != 4 or steps.shape[1:] != hr.shape:
     raise ValueError(f'hr has shape {hr.shape}; the network produced {steps.shape[1:]} per step')
   hr = hr.astype(jnp.float32)
-  bic = resize.torch_bicubic_up(lr.astype(jnp.float32), scale)
   # The per-step means stay separate: they are the curves of the paper's Fig. 4 and 9.
   pix = jax.vmap(l1, in_axes=(0, None))(steps.astype(jnp.float32), hr)
-  detail = jax.vmap(l1, in_axes=(0, None))(details.astype(jnp.float32), hr - bic)
+  detail = jax.vmap(l1, in_axes=(0, None))(details.astype(jnp.float32),
+                                          detail_label(lr, hr, scale))
   loss = jnp.sum(pix) + alpha * jnp.sum(detail)
   return loss, {'pix': pix, 'detail': detail}

@@ -1,12 +1,13 @@
 r"""Figures: per-step PSNR (paper Table IV / Fig. 8), detail maps per step (Fig. 4 / 9), crops.
 
   python -m dssr_jax.plots steps --report=results.json --out=docs/per_step_psnr.png
+  python -m dssr_jax.plots detail_l1 --report=results.json --out=fig9.png
   python -m dssr_jax.plots details --checkpoint=WORKDIR --hr=img.png [--hr=...] --sigma=1.2 \
       --out=docs/details.png
   python -m dssr_jax.plots crops --checkpoint=WORKDIR --hr=img.png --sigma=1.2 \
       --box=Y,X,SIZE --out=docs/crops.png
 
-`steps` reads an eval.py JSON; `details` and `crops` degrade the HR images with the Gaussian8
+`steps` and `detail_l1` (Fig. 9) read an eval.py JSON; `details` and `crops` degrade the HR images with the Gaussian8
 blur + MATLAB-bicubic downsampling at the given sigma (docs/design.md section 4) and run the network.
 Data and drawing are separate functions, so the numbers behind a figure can be checked alone.
 """
@@ -74,6 +75,37 @@ def plot_per_step_psnr(report: Mapping[str, Any], out: os.PathLike | str) -> epa
   return _save(fig, out)
 
 
+def plot_detail_l1(report: Mapping[str, Any], out: os.PathLike | str) -> epath.Path:
+  """Fig. 9: per step t, the mean L1 between the detail map and HR - bic(LR), one line per kernel
+  width (a report's kernel-width rows, or the sigmas inside a Gaussian8 row) and dataset x scale.
+  """
+  lines = []
+  for r in report['results']:
+    label = f'{r["dataset"]} x{r["scale"]}'
+    if r.get('kernel_width') is not None:
+      lines.append((f'{label} width {r["kernel_width"]:g}', r.get('per_step_detail_l1')))
+    elif r.get('per_sigma_detail_l1'):
+      lines += [(f'{label} sigma {s}', v) for s, v in r['per_sigma_detail_l1'].items()]
+    else:
+      lines.append((label, r.get('per_step_detail_l1')))
+  lines = [(label, v) for label, v in lines if v]
+  if not lines:
+    raise ValueError('the report has no per-step detail L1 (was it a --method=bicubic run?)')
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for i, (label, values) in enumerate(lines):
+    t = np.arange(1, len(values) + 1)
+    ax.plot(t, values, 'o-', color=f'C{i % 10}', label=label)
+    ax.set_xticks(t)
+  ax.set_xlabel('step t')
+  ax.set_ylabel('mean |d_t - (HR - bic(LR))|')
+  ax.set_title('Detail map error per step (Fig. 9)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  return _save(fig, out)
+
+
 # ----------------------------------------------------------------------------------------------
 # Detail maps.
 
@@ -85,13 +117,11 @@ def degrade_hr(hr_path: os.PathLike | str, scale: int, sigma: float) -> tuple[np
   return hr, testsets.gaussian8_lr(hr, sigma, scale)
 
 
-def torch_bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
-  """PyTorch bicubic x`scale` of [h, w, C] float: the `bic` the network adds to its detail map."""
-  from dssr_jax import resize  # pylint: disable=g-import-not-at-top
-  h, w = lr.shape[:2]
-  mh = resize.bicubic_matrix(h, h * scale, False, scale)
-  mw = resize.bicubic_matrix(w, w * scale, False, scale)
-  return np.einsum('Hh,hwc,Ww->HWc', mh, lr.astype(np.float32), mw)
+def _label(lr: np.ndarray, hr: np.ndarray, scale: int) -> np.ndarray:
+  """HR - bic(LR) of one uint8 pair, on [0, 1] (`losses.detail_label`, the loss's own)."""
+  from dssr_jax import losses  # pylint: disable=g-import-not-at-top
+  return np.asarray(losses.detail_label(lr[None] / np.float32(255), hr[None] / np.float32(255),
+                                        scale))[0]
 
 
 def detail_stats(details: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
@@ -108,7 +138,7 @@ def detail_stats(details: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
     'mean_abs': mean |d_t| per step; 'l1_to_true': mean |d_t - (HR - bic(LR))| per step, the
     distance to the detail the training loss pulls each map towards (docs/design.md section 2).
   """
-  true = hr.astype(np.float32) / 255 - torch_bicubic_up(lr / np.float32(255), scale)
+  true = _label(lr, hr, scale)
   d = np.asarray(details, np.float32)
   return {'mean_abs': np.abs(d).mean(axis=(1, 2, 3)),
           'l1_to_true': np.abs(d - true[None]).mean(axis=(1, 2, 3))}
@@ -188,12 +218,12 @@ def plot_crops(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarr
 
 
 FLAGS = flags.FLAGS
-FIGURES = ('steps', 'details', 'crops')
+FIGURES = ('steps', 'detail_l1', 'details', 'crops')
 
 
 def _define_flags():
   flags.DEFINE_string('out', None, 'The figure file to write (PNG).', required=True)
-  flags.DEFINE_string('report', None, 'steps: an eval.py --output JSON.')
+  flags.DEFINE_string('report', None, 'steps, detail_l1: an eval.py --output JSON.')
   flags.DEFINE_string('checkpoint', None, 'details, crops: a workdir or checkpoint folder.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
   flags.DEFINE_multi_string('hr', [], 'details, crops: HR image (repeat for several).')
@@ -205,13 +235,14 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in FIGURES:
     raise app.UsageError(f'give one figure, one of {FIGURES}; got {argv[1:]}')
   figure = argv[1]
-  need = {'steps': ['report'], 'details': ['checkpoint', 'hr'], 'crops': ['checkpoint', 'hr', 'box']}
+  need = {'steps': ['report'], 'detail_l1': ['report'], 'details': ['checkpoint', 'hr'], 'crops': ['checkpoint', 'hr', 'box']}
   missing = [f'--{n}' for n in need[figure] if not FLAGS[n].value]
   if missing:
     raise app.UsageError(f'{figure} needs {", ".join(missing)}')
-  if figure == 'steps':
+  if figure in ('steps', 'detail_l1'):
     report = json.loads(epath.Path(FLAGS.report).read_text())
-    print(plot_per_step_psnr(report, FLAGS.out))
+    plot = plot_per_step_psnr if figure == 'steps' else plot_detail_l1
+    print(plot(report, FLAGS.out))
     return
   box = None
   if figure == 'crops':
@@ -232,8 +263,7 @@ def main(argv):
       stats.append(detail_stats(details, hr, lr, scale))
       names.append(epath.Path(path).stem)
       if first is None:
-        true = hr / np.float32(255) - torch_bicubic_up(lr / np.float32(255), scale)
-        first = (details, true)
+        first = (details, _label(lr, hr, scale))
       for t, (a, l1) in enumerate(zip(stats[-1]['mean_abs'], stats[-1]['l1_to_true']), start=1):
         print(f'{names[-1]} step {t}: mean |d| {a:.5f}, L1 to HR - bic {l1:.5f}')
     print(plot_details(first[0], stats, names, FLAGS.out, true=first[1]))

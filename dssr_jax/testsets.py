@@ -5,6 +5,11 @@ eight isotropic 21x21 kernels with sigma = linspace(lo, hi, 8) per scale, MATLAB
 downsampling, LR clipped and rounded to 8 bits. No randomness: the set is a pure function of the HR
 files. `export_gaussian8` writes it as a paired set.
 
+Kernel widths (DASR's protocol, the paper's Table VI, docs/design.md section 4.6): every HR image
+modcropped, blurred with one isotropic 21x21 Gaussian of a given width (reflect padding),
+MATLAB-bicubic downsampled, rounded to 8 bits; width 0 is the downsampling alone. The widths
+default to the paper's four per scale.
+
 DIV2KRK (KernelGAN, docs/design.md section 4.2) in its public layout: `gt/img_N_gt.png`,
 `lr_x{2,4}/im_N.png`, `gt_k_x{2,4}/kernel_N.mat` (MATLAB key `Kernel`). `make_div2krk` writes a
 set of the same kind from any HR folder with a fixed seed; `div2krk_style` gives its records
@@ -48,13 +53,14 @@ class Record:
 
   Attributes:
     name: the HR image's file stem (e.g. 'baby', 'img_43'); Gaussian8 has 8 records per name.
-    sigma: the Gaussian8 kernel width, None for DIV2KRK and paired sets.
+    sigma: the Gaussian kernel width (Gaussian8, kernel widths), None for DIV2KRK and paired sets.
     hr: uint8 HxWx3, modcropped so that its size is `scale` times the LR size.
     lr: uint8 (H/s)x(W/s)x3.
     grey: the HR file was greyscale (metrics may then use `grey_as_y`, docs/design.md section 4.4).
     kernel: the blur kernel (float64), for DIV2KRK; None for Gaussian8 (it is `sigma`'s).
     lr_stem: the LR file's stem: `im_N` (DIV2KRK), the LR file's (paired), `<name>_sig<sigma>`
-      (Gaussian8, the name `export_gaussian8` writes it under). Outputs are saved under it.
+      (Gaussian8, the name `export_gaussian8` writes it under), `<name>_w<width>` (kernel widths).
+      Outputs are saved under it.
   """
   name: str
   sigma: Optional[float]
@@ -195,6 +201,48 @@ def export_gaussian8(hr_dir, out_dir, scales: Sequence[int] = (2, 3, 4), name: s
 
 
 # ----------------------------------------------------------------------------------------------
+# Fixed kernel widths (DASR's test protocol).
+
+# The widths of the paper's Table VI, per scale (DASR's).
+KERNEL_WIDTHS = {2: (0.0, 0.6, 1.2, 1.8), 4: (0.0, 1.2, 2.4, 3.6)}
+
+
+def kernel_widths(scale: int, widths: Sequence[float] | None = None) -> tuple[float, ...]:
+  """`widths`, or the paper's four at `scale`; every width checked (>= 0)."""
+  if widths is None:
+    if scale not in KERNEL_WIDTHS:
+      raise ValueError(f'the paper has kernel widths at x2 and x4 only; pass --kernel_widths for '
+                       f'x{scale}')
+    return KERNEL_WIDTHS[scale]
+  widths = tuple(float(w) for w in widths)
+  if not widths or any(not math.isfinite(w) or w < 0 for w in widths):
+    raise ValueError(f'kernel widths must be finite and >= 0, got {list(widths)}')
+  return widths
+
+
+def kernel_width_lr(hr: np.ndarray, width: float, scale: int) -> np.ndarray:
+  """DASR's test LR (uint8) of a modcropped uint8 HR image: the Gaussian8 degradation at sigma =
+  `width`; width 0 is MATLAB-bicubic downsampling alone (DASR skips the blur)."""
+  if width == 0:
+    return degrade.quantize(degrade.bicubic_down(hr / 255.0, scale))
+  return gaussian8_lr(hr, width, scale)
+
+
+def kernel_width_stem(name: str, width: float) -> str:
+  """The stem of one kernel-width LR image: the HR stem and the width, e.g. baby_w1.2, baby_w0."""
+  return f'{name}_w{width:g}'
+
+
+def kernel_width(hr_dir, scale: int, width: float) -> Iterator[Record]:
+  """Yields the records of every image in `hr_dir` (sorted by file name) at one kernel width."""
+  for f in _hr_files(hr_dir):
+    hr, info = imageio.read_image(f, with_info=True)
+    hr = modcrop(hr, scale)
+    yield Record(name=f.stem, sigma=float(width), hr=hr, lr=kernel_width_lr(hr, width, scale),
+                 grey=info.grey, lr_stem=kernel_width_stem(f.stem, width))
+
+
+# ----------------------------------------------------------------------------------------------
 # DIV2KRK.
 
 _GT_RE = re.compile(r'^img_(\d+)_gt$')
@@ -329,7 +377,7 @@ def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
 
 
 def paired_files(root, scale: int) -> list[tuple]:
-  """(HR, LR) file pairs of `root/HR/x{s}` and `root/LRblur/x{s}`, paired by sorted name.
+  """(HR, LR, LR (height, width)) of `root/HR/x{s}` and `root/LRblur/x{s}`, paired by sorted name.
 
   Everything a scorer needs is checked here, before any image is decoded (sizes from the file
   headers): the same number of files, the same stems in sorted order, no stem twice, and every HR
@@ -358,19 +406,22 @@ def paired_files(root, scale: int) -> list[tuple]:
     if l.stem in stems:
       raise ValueError(f'two files named {l.stem!r} (different extensions) in {str(lr_dir)!r}')
     stems.add(l.stem)
+  out = []
   for h, l in zip(hrs, lrs):
     (hh, hw), (lh, lw) = imageio.image_size(h), imageio.image_size(l)
     if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
       raise ValueError(f'{str(h)!r} ({hh}x{hw}) does not fit x{scale} its LR {str(l)!r} '
                        f'({lh}x{lw}): HR must be {lh * scale}x{lw * scale} (modcrop drops up '
                        f'to {scale - 1} more rows and columns)')
-  return list(zip(hrs, lrs))
+    out.append((h, l, (lh, lw)))
+  return out
 
 
-def paired(root, scale: int) -> Iterator[Record]:
+def paired(root, scale: int, files: Sequence[tuple] | None = None) -> Iterator[Record]:
   """Yields the records of a paired set (see `paired_files`, which checks it all first): HR
-  modcropped to `scale` x the LR size, named by the LR file's stem."""
-  for h, l in paired_files(root, scale):
+  modcropped to `scale` x the LR size, named by the LR file's stem. `files`: `paired_files`'s
+  listing when the caller has it already (no header is then read twice)."""
+  for h, l, _ in paired_files(root, scale) if files is None else files:
     hr, info = imageio.read_image(h, with_info=True)
     lr = imageio.read_image(l)
     hr = modcrop(hr, scale)

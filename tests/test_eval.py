@@ -58,8 +58,9 @@ def test_bicubic_reproduces_the_protocol_anchors(benchmark_dir):
       hr = imageio.read_image(path)
       hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
       recs.append(Rec(path.stem, None, hr, _q(imresize.imresize(hr / 255.0, 1 / scale))))
-    got = eval_lib.score_records(recs, eval_lib.bicubic_sr_fn(scale), scale,
-                                 eval_lib.EvalOptions())
+    opts = eval_lib.EvalOptions()
+    got = eval_lib.score_records(
+        recs, eval_lib.network_outputs(eval_lib.bicubic_sr_fn(scale), scale, opts), scale, opts)
     assert got['num_images'] == 5 and got['per_step_psnr'] == []
     assert abs(got['psnr'] - anchor) < 0.006, (scale, got['psnr'])
 
@@ -96,8 +97,8 @@ def test_tables_json_and_csv(tmp_path):
       '| Method | Scale | Set5 | Set14 |', '|---|---|---|---|',
       '| dssr | x2 | 37.46 / 0.9529 | 33.10 / 0.9100 |']
   steps = eval_lib.per_step_table(report).splitlines()
-  assert steps[2] == '| Set5 | x2 | step t output | 30.00 | 31.50 |'
-  assert steps[3] == '| Set5 | x2 | mean of steps 1..t | 30.00 | 31.00 |'
+  assert steps[2] == '| Set5 | x2 | - | PSNR, step t output | 30.00 | 31.50 |'
+  assert steps[3] == '| Set5 | x2 | - | PSNR, mean of steps 1..t | 30.00 | 31.00 |'
   json_path, csv_path = eval_lib.write_report(report, tmp_path / 'r.json')
   assert csv_path == tmp_path / 'r.csv'
   back = json.loads(json_path.read_text())
@@ -134,7 +135,7 @@ def test_clear_errors(tiny_ckpt, small_data, tmp_path):
   with pytest.raises(ValueError, match='--scales is required'):
     eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=None, options=opts,
                       method='bicubic')
-  with pytest.raises(ValueError, match='DIV2KRK exists at scales'):
+  with pytest.raises(ValueError, match=r'div2krk exists at scales \(2, 4\), not x3'):
     eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=[3], method='bicubic',
                       options=eval_lib.EvalOptions(setting='div2krk'))
 
@@ -190,7 +191,7 @@ def test_eval_end_to_end_on_the_fixture_weights(fixture_ckpt, small_data, tmp_pa
          f'--cache_dir={tmp_path / "lr"}']
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert '| dssr | x2 |' in proc.stdout and 'Per-step PSNR' in proc.stdout
+  assert '| dssr | x2 |' in proc.stdout and 'Per step (Table IV, Fig. 9)' in proc.stdout
   report = json.loads(out.read_text())
   (res,) = report['results']
   assert report['run']['step'] == 0 and report['run']['model'] == cfg
@@ -293,3 +294,150 @@ def test_eval_cli_self_ensemble_scores_the_mean_of_eight_transforms(tiny_ckpt, s
              for half in (outs[:4], outs[4:])]
   # Half the transforms (rotations only, or the mirrored ones) would score visibly differently.
   assert max(gaps) > 3e-3, max(gaps)
+
+
+def test_kernel_width_bicubic_meets_the_published_anchors(benchmark_dir):
+  # Table VI's bicubic row at width 0 (downsampling only): Set5 33.66 dB (x2), 28.42 dB (x4).
+  report = eval_lib.evaluate(
+      data_dir=benchmark_dir, datasets=['Set5'], scales=[2, 4], method='bicubic',
+      options=eval_lib.EvalOptions(setting='kernel_width', kernel_widths=(0.0, 1.2)),
+      show_progress=False)
+  rows = {(r['scale'], r['kernel_width']): r for r in report['results']}
+  assert list(rows) == [(2, 0.0), (2, 1.2), (4, 0.0), (4, 1.2)]  # one row per scale x width
+  for scale, anchor in ((2, 33.66), (4, 28.42)):
+    r = rows[scale, 0.0]
+    assert abs(r['psnr'] - anchor) < 0.05, (scale, r['psnr'])
+    assert r['paper'] == {'psnr': anchor, 'ssim': None, 'table': 'VI'}
+    assert [i['lr_stem'] for i in rows[scale, 1.2]['images']][:2] == ['baby_w1.2', 'bird_w1.2']
+    assert rows[scale, 1.2]['psnr'] < r['psnr'] - 0.5  # the blur costs bicubic
+  assert rows[2, 1.2]['paper']['psnr'] == 29.28
+  table = eval_lib.markdown_table(report).splitlines()
+  assert table[0] == '| Method | Scale | Width | Set5 | Set5 paper |'
+  assert table[2].startswith('| bicubic | x2 | 0 | 33.68 / ')
+  assert table[2].endswith(' | 33.66 (VI) |')
+  with pytest.raises(ValueError, match='--kernel_widths is for --setting=kernel_width'):
+    eval_lib.evaluate(data_dir=benchmark_dir, datasets=['Set5'], scales=[2], method='bicubic',
+                      options=eval_lib.EvalOptions(kernel_widths=(1.0,)))
+
+
+def _row(dataset, scale, setting, method, psnr, width=None):
+  return {'dataset': dataset, 'scale': scale, 'setting': setting, 'kernel_width': width,
+          'method': method, 'psnr': psnr, 'ssim': 0.5, 'psnr_rgb': psnr,
+          'paper': eval_lib.paper_value(dataset, scale, setting, method, width),
+          'per_step_psnr': [psnr] * 4 if method == 'dssr' else [],
+          'per_step_mean_psnr': [psnr] * 4 if method == 'dssr' else [],
+          'per_step_detail_l1': [0.1, 0.05, 0.03, 0.02] if method == 'dssr' else [], 'images': []}
+
+
+def test_the_papers_values_are_printed_beside_ours(tmp_path):
+  report = {'results': [_row('Set5', 2, 'gaussian8', 'dssr', 36.0),
+                        _row('Set5', 2, 'gaussian8', 'bicubic', 27.0),
+                        _row('Set5', 2, 'gaussian8', 'dssr+', 36.5),
+                        _row('Set5', 2, 'paired', 'dssr', 35.0),
+                        _row('Set14', 4, 'kernel_width', 'dssr', 27.0, width=2.4)],
+            'run': {'method': 'dssr', 'setting': 'gaussian8'}}
+  # Table V: DSSR 37.46 / 0.9529 and bicubic 28.82 / 0.8577 on Set5 x2; Table VI: Set14 x4 width
+  # 2.4 DSSR 28.54; nothing for self-ensemble or a paired set.
+  assert [r['paper'] and r['paper']['psnr'] for r in report['results']] == [
+      37.46, 28.82, None, None, 28.54]
+  table = eval_lib.markdown_table(report).splitlines()
+  assert table[0] == ('| Method | Scale | Width | Setting | Set5 | Set5 paper | Set14 | '
+                      'Set14 paper |')
+  assert table[2] == '| dssr | x2 |  | gaussian8 | 36.00 / 0.5000 | 37.46 / 0.9529 (V) | - | - |'
+  assert table[3] == '| bicubic | x2 |  | gaussian8 | 27.00 / 0.5000 | 28.82 / 0.8577 (V) | - | - |'
+  assert table[4] == '| dssr+ | x2 |  | gaussian8 | 36.50 / 0.5000 | - | - | - |'
+  assert table[6] == '| dssr | x4 | 2.4 | kernel_width | - | - | 27.00 / 0.5000 | 28.54 (VI) |'
+  steps = eval_lib.per_step_table(report).splitlines()
+  assert '| Set5 | x2 | - | PSNR, paper (Table IV) | 37.15 | 37.37 | 37.44 | 37.46 |' in steps
+  assert ('| Set5 | x2 | - | L1 detail to HR - bic (Fig. 9) | 0.10000 | 0.05000 | 0.03000 | '
+          '0.02000 |') in steps
+  json_path, csv_path = eval_lib.write_report(report, tmp_path / 'r.json')
+  assert json.loads(json_path.read_text())['results'][0]['paper'] == {
+      'psnr': 37.46, 'ssim': 0.9529, 'table': 'V'}
+  rows = list(csv.DictReader(csv_path.open()))
+  assert rows[0]['paper_psnr'] == '37.460000' and rows[1]['paper_ssim'] == '0.857700'
+  assert rows[4]['kernel_width'] == '2.4' and rows[4]['detail_l1_step4'] == '0.020000'
+
+
+def _torch_bicubic_up(x, s):
+  """PyTorch's bicubic upsampling (align_corners=False, a = -0.75, border indices clamped) of
+  [h, w, c], written from its definition."""
+  a = -0.75
+
+  def weight(t):
+    t = abs(t)
+    return ((a + 2) * t ** 3 - (a + 3) * t ** 2 + 1 if t <= 1
+            else a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a if t < 2 else 0.0)
+
+  def matrix(n):
+    m = np.zeros((n * s, n))
+    for o in range(n * s):
+      src = (o + 0.5) / s - 0.5
+      f = int(np.floor(src))
+      for k in range(f - 1, f + 3):
+        m[o, min(max(k, 0), n - 1)] += weight(src - k)
+    return m
+
+  return np.einsum('Hh,hwc,Ww->HWc', matrix(x.shape[0]), x, matrix(x.shape[1]))
+
+
+def test_detail_l1_is_zero_for_the_label_and_c_for_an_offset():
+  rng = np.random.default_rng(7)
+  hr = rng.integers(0, 256, (16, 20, 3), dtype=np.uint8)
+  lr = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)
+  label = hr / 255.0 - _torch_bicubic_up(lr / 255.0, 2)
+  details = np.stack([label, label + 0.03, label - 0.25])
+  row = eval_lib.score_image({'sr': hr / 255.0, 'details': details}, hr, 2, False, lr)
+  np.testing.assert_allclose(row['detail_l1'], [0.0, 0.03, 0.25], atol=2e-6)
+
+
+def test_saved_images_score_the_same_through_method_images(tiny_ckpt, small_data, tmp_path):
+  from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
+  seen = []
+  ours = eval_lib.evaluate(
+      data_dir=small_data, datasets=['Tiny'], scales=None, options=eval_lib.EvalOptions(),
+      checkpoint=tiny_ckpt, show_progress=False, save_images=tmp_path / 'sr',
+      on_image=lambda rec, lr, out, row: seen.append((rec, lr, out, row)))
+  (res,) = ours['results']
+  # The per-image callback saw every image once, with what was scored and saved.
+  assert [s[3] for s in seen] == res['images'] and len(seen) == 16
+  rec, lr, out, row = seen[0]
+  np.testing.assert_array_equal(lr, rec.lr)
+  np.testing.assert_array_equal(imageio.read_image(tmp_path / 'sr' / 'Tiny' / 'x2' /
+                                                   f'{rec.lr_stem}.png'), out['sr'])
+  # Fig. 9: per step and per sigma, the detail maps' L1 to HR - bic(LR), from the definition.
+  assert out['details'].shape == (TINY['num_steps'], 24, 24, 3)
+  label = rec.hr / 255.0 - _torch_bicubic_up(rec.lr / 255.0, 2)
+  np.testing.assert_allclose(row['detail_l1'], np.abs(out['details'] - label).mean(axis=(1, 2, 3)),
+                             atol=1e-6)
+  assert len(res['per_step_detail_l1']) == TINY['num_steps']
+  assert len(res['per_sigma_detail_l1']) == 8
+  np.testing.assert_allclose(res['per_step_detail_l1'],
+                             np.mean([s[3]['detail_l1'] for s in seen], axis=0))
+
+  theirs = eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=[2], method='images',
+                             sr_dir=tmp_path / 'sr', options=eval_lib.EvalOptions(),
+                             show_progress=False)
+  (other,) = theirs['results']
+  assert other['method'] == 'images' and other['paper'] is None
+  for key in ('psnr', 'ssim', 'psnr_rgb'):
+    assert other[key] == res[key]
+    assert [i[key] for i in other['images']] == [i[key] for i in res['images']]
+
+  # One file gone, one of the wrong size: one line names both, before anything is scored.
+  x2 = tmp_path / 'sr' / 'Tiny' / 'x2'
+  stems = testsets.gaussian8_stems(small_data / 'Tiny', 2)
+  (x2 / f'{stems[3]}.png').unlink()
+  imageio.write_png(x2 / f'{stems[9]}.png', np.zeros((24, 22, 3), np.uint8))
+  cmd = [sys.executable, str(REPO / 'eval.py'), '--method=images', f'--sr_dir={tmp_path / "sr"}',
+         f'--data_dir={small_data}', '--datasets=Tiny', '--scales=2',
+         f'--output={tmp_path / "r.json"}', '--jax_cache_dir=']
+  proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
+  assert proc.returncode == 2 and proc.stderr.count('\n') == 1, proc.stderr[-2000:]
+  assert proc.stderr.startswith('error: --sr_dir: 2 SR image(s) missing or of the wrong size')
+  assert f'{stems[3]}.png (missing)' in proc.stderr
+  assert f'{stems[9]}.png (is 24x22, the HR is 24x24)' in proc.stderr
+  assert not (tmp_path / 'r.json').exists() and not (tmp_path / 'r.csv').exists()
+  with pytest.raises(ValueError, match='--sr_dir is for it only'):
+    eval_lib.evaluate(data_dir=small_data, datasets=['Tiny'], scales=[2], method='bicubic',
+                      sr_dir=tmp_path / 'sr', options=eval_lib.EvalOptions())

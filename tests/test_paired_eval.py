@@ -223,3 +223,18 @@ def test_save_images_names_for_gaussian8_and_div2krk(tmp_path):
                     options=eval_lib.EvalOptions(setting='div2krk'), show_progress=False,
                     save_images=tmp_path / 'sr')
   assert os.listdir(tmp_path / 'sr' / 'KR' / 'x2') == ['im_1.png']  # the LR file's stem
+
+
+def test_paired_eval_reads_each_header_once(tiny_ckpt, tmp_path, monkeypatch):
+  # The check, the memory plan and the records share one listing: a remote set is not asked for
+  # the same header two or three times.
+  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  pairs = make_set(tmp_path / 'data')
+  read = []
+  size = imageio.image_size
+  monkeypatch.setattr(imageio, 'image_size', lambda p: read.append(str(p)) or size(p))
+  report = eval_lib.evaluate(data_dir=tmp_path / 'data', datasets=['Pairs'], scales=None,
+                             checkpoint=tiny_ckpt, options=eval_lib.EvalOptions(setting='paired'),
+                             show_progress=False)
+  assert report['results'][0]['num_images'] == len(pairs)
+  assert len(read) == 2 * len(pairs) == len(set(read)), read

@@ -32,22 +32,38 @@ def _is_png(path, min_size=(200, 100)):
     return im.format == 'PNG' and im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
 
 
-def test_bicubic_helper_is_pytorch_bicubic():
-  x = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
-  want = np.asarray(resize.torch_bicubic_up(jnp.asarray(x)[None], 2))[0]
-  np.testing.assert_allclose(plots.torch_bicubic_up(x, 2), want, atol=1e-6)
-
-
 def test_detail_stats_by_hand():
   rng = np.random.default_rng(1)
   hr = (rng.random((8, 10, 3)) * 255).astype(np.uint8)
   lr = (rng.random((4, 5, 3)) * 255).astype(np.uint8)
-  true = hr / 255.0 - plots.torch_bicubic_up(lr / 255.0, 2)
+  bic = resize.torch_bicubic_up(jnp.asarray(lr / np.float32(255))[None], 2)
+  true = hr / 255.0 - np.asarray(bic)[0]
   details = np.stack([np.zeros_like(true), true, true + 0.25])
   s = plots.detail_stats(details, hr, lr, 2)
   np.testing.assert_allclose(s['l1_to_true'], [np.abs(true).mean(), 0, 0.25], atol=1e-6)
   np.testing.assert_allclose(s['mean_abs'], [0, np.abs(true).mean(), np.abs(true + 0.25).mean()],
                              atol=1e-6)
+
+
+def test_detail_l1_figure_fig9(tmp_path):
+  # One line per kernel width: the kernel-width rows, and the sigmas inside a Gaussian8 row.
+  report = {'results': [
+      {'dataset': 'Set14', 'scale': 4, 'setting': 'kernel_width', 'kernel_width': w,
+       'method': 'dssr', 'per_step_detail_l1': [0.03 + w / 100, 0.02 + w / 100]}
+      for w in (0.0, 1.2)] + [
+          {'dataset': 'Set5', 'scale': 2, 'setting': 'gaussian8', 'method': 'dssr',
+           'per_step_detail_l1': [0.02, 0.01],
+           'per_sigma_detail_l1': {'0.8': [0.015, 0.008], '1.6': [0.025, 0.012]}}]}
+  (tmp_path / 'r.json').write_text(json.dumps(report))
+  done = _plots('detail_l1', f'--report={tmp_path / "r.json"}', f'--out={tmp_path / "f9.png"}')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert _is_png(tmp_path / 'f9.png')
+  for r in report['results']:
+    r.pop('per_step_detail_l1')
+    r.pop('per_sigma_detail_l1', None)
+  with pytest.raises(ValueError, match='no per-step detail L1'):
+    plots.plot_detail_l1(report, tmp_path / 'none.png')
+  assert not (tmp_path / 'none.png').exists()
 
 
 def test_per_step_figure(tmp_path):

@@ -263,7 +263,7 @@ def test_eval_scores_the_gs_workdir(gcs, gs_run, child_env, tmp_path):
   root, _, _ = gs_run
   _, env = gcs
   _put(root, 'bench/Tiny/x.png', _png(_photo(24, 28, 1)))
-  _child([str(REPO / 'eval.py'), f'--workdir={root}/run', f'--data_dir={root}/bench',
+  _child([str(REPO / 'eval.py'), f'--checkpoint={root}/run', f'--data_dir={root}/bench',
           '--datasets=Tiny', '--scales=2', f'--output={root}/eval/results.json',
           '--jax_cache_dir='], child_env, tmp_path)
   stored = gcs_emulator.objects(env, f'{root}/eval/')

@@ -195,3 +195,43 @@ def test_div2krk_missing_files(tmp_path):
     list(testsets.div2krk(tmp_path, 2))
   with pytest.raises(ValueError, match='scales 2 and 4'):
     list(testsets.div2krk(tmp_path, 3))
+
+
+def _dasr_lr(hr, width, scale):
+  """DASR's test degradation written from its definition: a 21x21 isotropic Gaussian of `width`
+  (exp(-(x^2 + y^2) / (2 width^2)), normalised), correlated after reflect padding by 10 (the edge
+  pixel not repeated), MATLAB-bicubic downsampling, rounding to 8 bits; width 0: no blur."""
+  x = hr / 255.0
+  if width:
+    ax = np.arange(21) - 10
+    k = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2 * width ** 2))
+    k /= k.sum()
+    pad = np.pad(x, ((10, 10), (10, 10), (0, 0)), mode='reflect')
+    h, w = x.shape[:2]
+    x = sum(k[i, j] * pad[i:i + h, j:j + w] for i in range(21) for j in range(21))
+  return np.round(np.clip(imresize.imresize(x, 1 / scale), 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize('scale,width', [(2, 0.0), (2, 1.8), (4, 3.6)])
+def test_kernel_width_lr_is_dasrs_degradation(scale, width):
+  hr = (np.random.default_rng(3).random((36, 44, 3)) * 255).astype(np.uint8)
+  lr = testsets.kernel_width_lr(hr, width, scale)
+  want = _dasr_lr(hr, width, scale)
+  assert lr.shape == want.shape == (36 // scale, 44 // scale, 3)
+  # Sums in another order: a value on a rounding boundary may move by one level, rarely.
+  assert np.abs(lr.astype(int) - want).max() <= 1 and np.mean(lr != want) < 0.002
+
+
+def test_kernel_width_records_and_names(tmp_path):
+  rng = np.random.default_rng(4)
+  imageio.write_png(tmp_path / 'a.png', rng.integers(0, 256, (27, 30, 3), dtype=np.uint8))
+  (rec,) = testsets.kernel_width(tmp_path, 4, 1.2)
+  assert (rec.name, rec.sigma, rec.lr_stem) == ('a', 1.2, 'a_w1.2')
+  assert rec.hr.shape == (24, 28, 3) and rec.lr.shape == (6, 7, 3)
+  assert testsets.kernel_width_stem('a', 0.0) == 'a_w0'
+  assert testsets.kernel_widths(2) == (0.0, 0.6, 1.2, 1.8)
+  assert testsets.kernel_widths(4) == (0.0, 1.2, 2.4, 3.6)
+  with pytest.raises(ValueError, match='x2 and x4 only'):
+    testsets.kernel_widths(3)
+  with pytest.raises(ValueError, match='>= 0'):
+    testsets.kernel_widths(2, [1.0, -0.5])

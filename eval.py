@@ -2,7 +2,7 @@ r"""Scores a DSSR checkpoint (or bicubic) on the benchmark protocols; prints a T
 
   python eval.py --workdir=DIR [--step=N] --data_dir=DATA --datasets=Set5,Set14 --scales=2 \
       --setting=gaussian8 [--config=configs/default.py] [--output=results.json] \
-      [--save_images=SR_DIR] [--self_ensemble] [--grey_as_y]
+      [--save_images=SR_DIR] [--html=REPORT_DIR] [--self_ensemble] [--grey_as_y]
   python eval.py --method=bicubic --data_dir=DATA --datasets=Set5 --scales=2,3,4
   python eval.py --checkpoint=CKPT --setting=paired --data_dir=ROOT --datasets=NAME --scales=4
 
@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from dssr_jax import cli
 from dssr_jax import eval_lib
+from dssr_jax import html_report
 
 config_flags.DEFINE_config_file(
     'config', None, 'Optional model config; its options must match the checkpoint\'s '
@@ -37,8 +38,11 @@ flags.DEFINE_enum('method', 'dssr', eval_lib.METHODS, 'What to score.')
 flags.DEFINE_string('output', None, 'Write the report here (.json) and a .csv beside it.')
 flags.DEFINE_string('save_images', None, 'Write every SR output as PNG to '
                     'DIR/<dataset>/x<scale>/<LR file stem>.png.')
-flags.DEFINE_bool('overwrite', False, 'Replace an existing --output and existing images in '
-                  '--save_images.')
+flags.DEFINE_string('html', None, 'Write a visual report to this folder: index.html (scores, '
+                    'a sortable row per image, zoomed crops, a before/after slider, the detail '
+                    'maps) and the crops beside it.')
+flags.DEFINE_bool('overwrite', False, 'Replace an existing --output, --html report and existing '
+                  'images in --save_images.')
 flags.DEFINE_bool('self_ensemble', False, 'x8 flip/transpose self-ensemble.')
 flags.DEFINE_bool('grey_as_y', False, 'Score greyscale HR files with Y = grey value (MATLAB).')
 flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does; eval stops '
@@ -53,7 +57,7 @@ flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR,
 FLAGS = flags.FLAGS
 
 
-def _run(scales):
+def _run(scales, on_image=None):
   config = FLAGS.config
   return eval_lib.evaluate(
       data_dir=FLAGS.data_dir, datasets=FLAGS.datasets, scales=scales,
@@ -62,7 +66,8 @@ def _run(scales):
                                    overlap=FLAGS.overlap, max_memory_gb=FLAGS.max_memory_gb),
       method=FLAGS.method, checkpoint=FLAGS.checkpoint or FLAGS.workdir, step=FLAGS.step,
       model_config=None if config is None else config.model.to_dict(),
-      cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite)
+      cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite,
+      on_image=on_image)
 
 
 def main(argv):
@@ -78,7 +83,11 @@ def main(argv):
   try:
     if FLAGS.output:
       eval_lib.check_outputs_free(FLAGS.output, FLAGS.overwrite)
-    report = _run(scales)
+    page = None
+    if FLAGS.html:
+      html_report.check_free(FLAGS.html, FLAGS.overwrite)
+      page = html_report.Collector(FLAGS.html)
+    report = _run(scales, page.add if page else None)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     # A wrong flag, folder or checkpoint: one clear line, not a traceback.
     print(f'error: {e}', file=sys.stderr)
@@ -92,6 +101,8 @@ def main(argv):
   if FLAGS.output:
     paths = eval_lib.write_report(report, FLAGS.output, FLAGS.overwrite)
     print(f'wrote {paths[0]} and {paths[1]}', file=sys.stderr)
+  if page:
+    print(f'wrote {page.write(report)}', file=sys.stderr)
 
 
 if __name__ == '__main__':

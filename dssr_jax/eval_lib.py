@@ -183,10 +183,13 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, options: EvalOptions,
-                  save: Callable[[Any, np.ndarray], None] | None = None) -> dict[str, Any]:
+                  on_image: Callable[[Any, np.ndarray, Mapping[str, np.ndarray],
+                                      Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
   """Runs sr_fn on every record's LR and averages the scores (the mean over images x kernels).
 
-  `save(record, sr)`, if given, receives each SR output as uint8 (as scored).
+  `on_image(record, lr, out, row)`, if given, receives each image as it is scored: the LR as the
+  network saw it (float [h, w, 3] in [0, 1]), sr_fn's outputs for it (float 'sr' [H, W, 3] and
+  whatever else sr_fn returns: 'steps', 'details' [T, H, W, 3]) and its row of scores.
   """
   images = []
   for rec in records:
@@ -202,8 +205,8 @@ def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, option
     row.update(score_image(out, np.asarray(rec.hr), scale,
                            options.grey_as_y and bool(getattr(rec, 'grey', False))))
     images.append(row)
-    if save is not None:
-      save(rec, imageio.to_uint8(out['sr']))
+    if on_image is not None:
+      on_image(rec, lr[0], out, row)
   if not images:
     raise ValueError('no test images were found')
   result = {'psnr': _mean([r['psnr'] for r in images]),
@@ -244,8 +247,8 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
              options: EvalOptions, method: str = 'dssr', checkpoint: str | None = None,
              step: int | None = None, model_config: Mapping[str, Any] | None = None,
              cache_dir: str | None = None, show_progress: bool = True,
-             save_images: os.PathLike | str | None = None, overwrite: bool = False
-             ) -> dict[str, Any]:
+             save_images: os.PathLike | str | None = None, overwrite: bool = False,
+             on_image: Callable[..., None] | None = None) -> dict[str, Any]:
   """Scores `method` on every dataset x scale; returns the report (see the module docstring).
 
   Every input is checked (folders, pairs, scales, the checkpoint) and every image to save is
@@ -265,6 +268,9 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     show_progress: a progress bar over images (on a terminal).
     save_images: write every SR output as `save_images/<dataset>/x<scale>/<lr_stem>.png`.
     overwrite: replace existing images there (otherwise an existing one is an error).
+    on_image: called as `on_image(head, record, lr, out, row)` for every image scored, where
+      `head` is its result's {'dataset', 'scale', 'setting', 'method', 'grey_as_y'} and the rest
+      is `score_records`' callback; the network then also returns its 'details'.
   """
   if options.setting not in SETTINGS:
     raise ValueError(f'--setting must be one of {SETTINGS}, got {options.setting!r}')
@@ -291,7 +297,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
     loaded = inference.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
-    fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
+    fn = inference.make_sr_fn(loaded, ('sr', 'steps') + (('details',) if on_image else ()))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
     if not options.tile:
@@ -318,14 +324,19 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
       if show_progress:
         records = cli.progress(records, total=len(stems[name, scale]), desc=f'{name} x{scale}',
                                unit='img')
-      save = None
-      if save_images is not None:
-        save = (lambda rec, sr, name=name, scale=scale: imageio.write_png(
-            image_path(save_images, name, scale, rec.lr_stem), sr))
-      scored = score_records(records, sr_fn, scale, options, save)
-      results.append({'dataset': name, 'scale': scale, 'setting': options.setting,
-                      'method': method + ('+' if options.self_ensemble else ''),
-                      'grey_as_y': options.grey_as_y, **scored})
+      head = {'dataset': name, 'scale': scale, 'setting': options.setting,
+              'method': method + ('+' if options.self_ensemble else ''),
+              'grey_as_y': options.grey_as_y}
+
+      def each(rec, lr, out, row, name=name, scale=scale, head=head):
+        if save_images is not None:
+          imageio.write_png(image_path(save_images, name, scale, rec.lr_stem),
+                            imageio.to_uint8(out['sr']))
+        if on_image is not None:
+          on_image(head, rec, lr, out, row)
+
+      scored = score_records(records, sr_fn, scale, options, each)
+      results.append({**head, **scored})
   return {'results': results, 'run': run}
 
 

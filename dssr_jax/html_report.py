@@ -347,10 +347,11 @@ crops. In the viewer: drag a picture to move the crop, click the thumbnail to mo
 """
 
 _CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fff; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.4em; } h3 { font-size: 1em; }
+body { font: 14px/20px system-ui, sans-serif; margin: 20px; color: #222; background: #fff; }
+h1 { font-size: 20px; line-height: 28px; } h2 { font-size: 16px; line-height: 24px; }
+h3 { font-size: 14px; line-height: 20px; margin: 12px 0 8px; }
 .note, .run { color: #555; max-width: 60em; }
-table { border-collapse: collapse; margin: 0.5em 0; }
+table { border-collapse: collapse; margin: 8px 0; }
 th, td { padding: 2px 9px; border-bottom: 1px solid #ddd; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 #images th { cursor: pointer; user-select: none; background: #f3f3f3; position: sticky; top: 0; }
@@ -358,11 +359,11 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 #images th[aria-sort=descending]::after { content: " \\25BC"; }
 #images tbody tr { cursor: pointer; } #images tbody tr:hover { background: #eef4ff; }
 #images tbody tr.shown { background: #dde8ff; }
-#viewer { position: fixed; inset: 0; overflow: auto; background: #fff; padding: 1em 1.5em; }
+#viewer { position: fixed; inset: 0; overflow: auto; background: #fff; padding: 14px 20px; }
 #viewer .bar { display: flex; justify-content: space-between; align-items: center; }
-#viewer .bar h2 { margin: 0; } #viewer button { margin-left: 0.4em; font-size: 1em; }
+#viewer .bar h2 { margin: 0; } #viewer button { margin-left: 6px; font-size: 14px; }
 .row { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
-figure { margin: 0; } figcaption { font-size: 12px; color: #333; }
+figure { margin: 0; } figcaption { font-size: 12px; line-height: 16px; color: #333; }
 .pane { position: relative; overflow: hidden; cursor: grab; background: #888;
         touch-action: none; }
 .pane img { position: absolute; left: 0; top: 0; max-width: none; transform-origin: 0 0;

@@ -1,6 +1,7 @@
 r"""The visual report of an evaluation: one self-contained web page, with small PNG crops beside it.
 
   python eval.py --checkpoint=CKPT --data_dir=DATA --datasets=Set5,Set14 --html=report/
+  python -m dssr_jax.html_report --html=report/ --out=report.png [--image=baby_sig1.14]
 
 `Collector.add` is `eval_lib.evaluate`'s `on_image`: for every scored image it writes that image's
 crops at once (so no image is kept in memory) and keeps its numbers; `Collector.write(report)`
@@ -30,6 +31,8 @@ it there. Files, per image:
 Bicubic is MATLAB's imresize of the same LR, scored by `eval_lib.score_image`, exactly as
 `--method=bicubic` scores it. Detail maps are drawn as 0.5 + g d with one gain g per image
 (`demo_report.detail_gain`), as in the demo figure.
+
+Run as a module it photographs a report in headless Chromium (playwright): the docs' picture.
 """
 
 from __future__ import annotations
@@ -217,6 +220,63 @@ class Collector:
 
 
 # ----------------------------------------------------------------------------------------------
+# A picture of the page (the docs' figure), in headless Chromium.
+
+CHROMIUM_ARGS = ('--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--no-first-run')
+
+
+def screenshot(html_dir: os.PathLike | str, out: os.PathLike | str, image: str | None = None,
+               width: int = 1240, overwrite: bool = False, browser: Any = None) -> epath.Path:
+  """Opens DIR/index.html in headless Chromium, opens the viewer on the first row whose image
+  name starts with `image` (the first row when None) and saves what the reader sees as PNG.
+
+  `browser`: a playwright Browser to use; None starts Chromium (the one on PATH, else
+  playwright's) and closes it again. Needs playwright (pip install playwright).
+  """
+  imageio.check_free([out], overwrite)
+  page_path = imageio.absolute(epath.Path(html_dir) / PAGE)
+  if imageio.is_url(page_path) or not page_path.is_file():
+    raise FileNotFoundError(f'no report at {str(page_path)!r} (a local folder written by '
+                            'eval.py --html)')
+  if browser is None:
+    import shutil  # pylint: disable=g-import-not-at-top
+    from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+    with sync_playwright() as p:
+      browser = p.chromium.launch(executable_path=shutil.which('chromium'), args=CHROMIUM_ARGS)
+      try:
+        return screenshot(html_dir, out, image, width, overwrite, browser)
+      finally:
+        browser.close()
+  page = browser.new_page(viewport={'width': width, 'height': 800})
+  try:
+    page.goto(page_path.as_uri())
+    ids = page.eval_on_selector_all('#images tbody tr', 'rows => rows.map(r => r.dataset.id)')
+    chosen = [i for i in ids if image is None or i.rsplit('/', 1)[1].startswith(image)]
+    if not chosen:
+      raise ValueError(f'no image of the report starts with {image!r}')
+    page.click(f'#images tbody tr[data-id="{chosen[0]}"]')
+    page.wait_for_function('Array.from(document.querySelectorAll("#viewer img"))'
+                           '.every(i => i.complete)')
+    # The viewer scrolls inside the window: make the window as tall as its content.
+    height = page.eval_on_selector('#viewer', 'v => v.scrollHeight')
+    page.set_viewport_size({'width': width, 'height': int(height)})
+    data = page.screenshot()
+  finally:
+    page.close()
+  imageio.write_bytes(out, data)
+  return epath.Path(out)
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise ValueError(f'unexpected arguments: {list(argv[1:])}')
+  f = flags.FLAGS
+  print(screenshot(f.html, f.out, f.image, overwrite=f.overwrite))
+
+
+# ----------------------------------------------------------------------------------------------
 # The page.
 
 
@@ -333,6 +393,7 @@ crops. In the viewer: drag a picture to move the crop, click the thumbnail to mo
 <span><button id="v-prev" title="previous row">&larr;</button><button id="v-next"
  title="next row">&rarr;</button><button id="v-reset">worst crop</button><button
  id="v-close" title="close (Esc)">&times;</button></span></div>
+<p id="v-scores"></p>
 <p id="v-where" class="note"></p>
 <div id="v-main" class="row"></div>
 <h3>Before / after</h3>
@@ -377,6 +438,7 @@ figure { margin: 0; } figcaption { font-size: 12px; line-height: 16px; color: #3
                pointer-events: none; }
 .thumb .rect.crop { border: 2px solid #ffeb3b; }
 #v-slider { display: block; }
+figcaption.sides { display: flex; justify-content: space-between; }
 """
 
 # The viewer: every picture is a window-sized image inside a crop-sized box, moved by one
@@ -462,6 +524,12 @@ function open(id) {
   const size = e.crop[2];
   $('v-title').textContent = e.name + ' \u2014 ' + e.dataset + ' x' + e.scale +
       (e.kernel === null ? '' : ', kernel ' + e.kernel.toFixed(2));
+  const f = (r, t) => t + ' ' + (r.psnr === null ? '-' : r.psnr.toFixed(2)) + ' dB / ' +
+      (r.ssim === null ? '-' : r.ssim.toFixed(4));
+  $('v-scores').textContent = e.method.startsWith('bicubic') ? f(e.bicubic, 'bicubic')
+      : f(e.bicubic, 'bicubic') + ',  ' + f(e.score, e.compare[1][1]) + ',  gain ' +
+        (e.gain_db === null ? '-' : (e.gain_db >= 0 ? '+' : '') + e.gain_db.toFixed(2)) +
+        ' dB (Y-PSNR / SSIM of the whole image)';
   for (const id of ['v-main', 'v-compare', 'v-details']) $(id).replaceChildren();
   const z = zoomFor(size, 288);
   for (const [file, caption] of e.main) {
@@ -491,6 +559,11 @@ function open(id) {
   box.append(picture(before[0], e, cz));
   top.append(picture(after[0], e, cz));
   box.append(top, line);
+  // Which side is which, under the picture: the divider shows `before` to its left.
+  const sides = box.nextSibling, tagL = el('span'), tagR = el('span');
+  tagL.textContent = '\u25c0 ' + before[1]; tagR.textContent = after[1] + ' \u25b6';
+  sides.className = 'sides'; sides.style.width = box.style.width;
+  sides.replaceChildren(tagL, tagR);
   box.dataset.before = before[0]; box.dataset.after = after[0];
   panes.push(box);
   const slider = el('input'); slider.type = 'range'; slider.id = 'v-slider';
@@ -568,3 +641,14 @@ document.addEventListener('keydown', ev => {
 });
 })();
 """
+
+
+if __name__ == '__main__':
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from dssr_jax import commands  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('html', None, 'A report folder written by eval.py --html.', required=True)
+  flags.DEFINE_string('out', None, 'The PNG to write.', required=True)
+  flags.DEFINE_string('image', None, 'Open the viewer on the first image whose name starts with '
+                      'this (default: the first row).')
+  flags.DEFINE_bool('overwrite', False, 'Replace an existing --out.')
+  commands.run(main)

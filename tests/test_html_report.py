@@ -291,3 +291,16 @@ def test_page_in_a_browser_sorts_shows_crops_details_and_slides(browser, dssr_re
   assert np.abs(_shot(main.nth(3)) - first).mean() > 1
   assert not errors, errors
   page.close()
+
+
+@pytest.mark.browser
+def test_screenshot_of_the_viewer_for_the_docs(browser, dssr_report, tmp_path):
+  out, _ = dssr_report
+  png = tmp_path / 'report.png'
+  html_report.screenshot(out, png, image='bird_sig1.03', browser=browser)
+  shot = imageio.read_image(png)
+  assert shot.shape[1] == 1240 and shot[300:].std() > 10  # the crops below the title
+  with pytest.raises(FileExistsError, match='report.png'):
+    html_report.screenshot(out, png, browser=browser)
+  with pytest.raises(ValueError, match="no image of the report starts with 'nope'"):
+    html_report.screenshot(out, tmp_path / 'other.png', image='nope', browser=browser)

@@ -241,7 +241,10 @@ def screenshot(html_dir: os.PathLike | str, out: os.PathLike | str, image: str |
                             'eval.py --html)')
   if browser is None:
     import shutil  # pylint: disable=g-import-not-at-top
-    from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+    try:
+      from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ValueError('the screenshot needs playwright: pip install playwright') from e
     with sync_playwright() as p:
       browser = p.chromium.launch(executable_path=shutil.which('chromium'), args=CHROMIUM_ARGS)
       try:

@@ -148,15 +148,15 @@ def material(head: Mapping[str, Any], record: Any, lr: np.ndarray, out: Mapping[
   cut = lambda x: np.ascontiguousarray(x[..., wt:wt + wh, wl:wl + ww, :])
   lr_window = np.asarray(record.lr)[wt // scale:(wt + wh) // scale, wl // scale:(wl + ww) // scale]
   files = {'lr.png': lr_window, 'bicubic.png': cut(bic), 'hr.png': cut(hr)}
-  main = [['lr.png', f'LR (nearest x{scale})', True],
-          ['bicubic.png', f'bicubic {bic_row["psnr"]:.2f} dB', False]]
+  main = [['lr.png', f'LR (nearest x{scale})'],
+          ['bicubic.png', f'bicubic {bic_row["psnr"]:.2f} dB']]
   if bic is not sr:
     files['sr.png'] = cut(sr)
-    main.append(['sr.png', f'{label} {row["psnr"]:.2f} dB', False])
+    main.append(['sr.png', f'{label} {row["psnr"]:.2f} dB'])
     compare = [['bicubic.png', 'bicubic'], ['sr.png', label]]
   else:
     compare = [['bicubic.png', 'bicubic'], ['hr.png', 'HR']]
-  main.append(['hr.png', 'HR', False])
+  main.append(['hr.png', 'HR'])
   details, gain = [], None
   if out.get('details') is not None:
     maps = [cut(np.asarray(d, np.float32)) for d in out['details']]
@@ -169,7 +169,7 @@ def material(head: Mapping[str, Any], record: Any, lr: np.ndarray, out: Mapping[
       details.append([name, 'HR - bicubic' if t == len(maps) else
                       f'step {t} detail' + ('' if p is None else f', SR_{t} {p:.2f} dB')])
   encoded = {k: imageio.png_bytes(v) for k, v in files.items()}
-  # A lossy thumbnail is enough to show where the crop lies, at a tenth of a PNG's size.
+  # A lossy thumbnail is enough to show where the crop lies, and far smaller than a PNG.
   encoded['thumb.jpg'] = _jpeg_bytes(thumbnail(sr, thumb))
   stem = getattr(record, 'lr_stem', '') or record.name
   kernel = row.get('sigma')
@@ -367,7 +367,8 @@ def page_html(report: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -
   title = 'dssr-jax evaluation: ' + ', '.join(
       dict.fromkeys(f'{r["dataset"]} x{r["scale"]}' for r in report['results']))
   # '</' inside a script element would end it: JSON allows '<\/' for '</'.
-  data = json.dumps(eval_lib._json_safe({'images': list(entries)}))  # pylint: disable=protected-access.replace('</', '<\\/')
+  safe = eval_lib._json_safe({'images': list(entries)})  # pylint: disable=protected-access
+  data = json.dumps(safe).replace('</', '<\\/')
   return _TEMPLATE.format(
       title=html.escape(title), run=html.escape(eval_lib.describe(report)),
       scores=_summary_table(summary_rows(report, entries)), images=_images_table(entries),
@@ -476,9 +477,13 @@ heads.forEach((th, col) => th.addEventListener('click', () => {
 }));
 
 const zoomFor = (size, px) => Math.max(1, Math.floor(px / size));
-const el = (tag, cls) => { const e = document.createElement(tag); if (cls) e.className = cls; return e; };
+const el = (tag, cls) => {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  return e;
+};
 
-function picture(file, e, zoom, lr) {
+function picture(file, e, zoom) {
   const img = el('img');
   img.alt = file; img.draggable = false;
   img.src = e.dir + '/' + file;
@@ -502,14 +507,18 @@ function draggable(box, zoom) {
     const start = [ev.clientY, ev.clientX, pan[0], pan[1]];
     const move = m => setPan(start[2] - (m.clientY - start[0]) / zoom,
                              start[3] - (m.clientX - start[1]) / zoom);
-    const up = () => { box.removeEventListener('pointermove', move); box.removeEventListener('pointerup', up); };
+    const up = () => {
+      box.removeEventListener('pointermove', move);
+      box.removeEventListener('pointerup', up);
+    };
     box.addEventListener('pointermove', move); box.addEventListener('pointerup', up);
   });
 }
 
 function setPan(y, x) {
   const e = current, max = [e.window[2] - e.crop[2], e.window[3] - e.crop[2]];
-  pan = [Math.round(Math.min(Math.max(y, 0), max[0])), Math.round(Math.min(Math.max(x, 0), max[1]))];
+  const clamp = (v, hi) => Math.round(Math.min(Math.max(v, 0), hi));
+  pan = [clamp(y, max[0]), clamp(x, max[1])];
   render();
 }
 
@@ -578,9 +587,13 @@ function open(id) {
   $('v-compare').append(fig);
   box.addEventListener('pointerdown', ev => {
     box.setPointerCapture(ev.pointerId);
-    const at = m => setSplit(100 * (m.clientX - box.getBoundingClientRect().left) / box.clientWidth);
+    const at = m =>
+        setSplit(100 * (m.clientX - box.getBoundingClientRect().left) / box.clientWidth);
     at(ev);
-    const up = () => { box.removeEventListener('pointermove', at); box.removeEventListener('pointerup', up); };
+    const up = () => {
+      box.removeEventListener('pointermove', at);
+      box.removeEventListener('pointerup', up);
+    };
     box.addEventListener('pointermove', at); box.addEventListener('pointerup', up);
   });
 
@@ -627,7 +640,10 @@ function step(d) {
   if (next) open(next.dataset.id);
 }
 
-tbody.addEventListener('click', ev => { const tr = ev.target.closest('tr'); if (tr) open(tr.dataset.id); });
+tbody.addEventListener('click', ev => {
+  const tr = ev.target.closest('tr');
+  if (tr) open(tr.dataset.id);
+});
 tbody.addEventListener('keydown', ev => {
   const tr = ev.target.closest('tr'); if (tr && ev.key === 'Enter') open(tr.dataset.id);
 });

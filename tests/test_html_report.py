@@ -1,4 +1,4 @@
-"""eval --html: the page's numbers, crops and files, its refusals, and the page in a real browser."""
+"""eval --html: the page's numbers, crops and files, its refusals; the page in a real browser."""
 
 import html.parser
 import io
@@ -126,6 +126,16 @@ def test_paper_values_beside_ours():
       in page
 
 
+def test_names_cannot_end_the_pages_script():
+  entry = {'id': 'S/x2/a</script><b>', 'dataset': 'S', 'scale': 2, 'kernel': None,
+           'name': 'a</script><b>', 'method': 'dssr', 'gain_db': 1.0,
+           'bicubic': {'psnr': 30.0, 'ssim': 0.9}, 'score': {'psnr': 31.0, 'ssim': 0.95}}
+  page = _Tables()
+  page.feed(html_report.page_html({'results': [], 'run': {}}, [entry]))
+  assert page.data == {'images': [entry]}
+  assert page.tables['images'][1][4][0] == 'a</script><b>'
+
+
 def test_crop_is_where_bicubic_loses_most_and_files_hold_it(dssr_report, small_data):
   out, _ = dssr_report
   entries = {e['name']: e for e in _parse(out / 'index.html').data['images']}
@@ -146,7 +156,8 @@ def test_crop_is_where_bicubic_loses_most_and_files_hold_it(dssr_report, small_d
     np.testing.assert_array_equal(read('bicubic.png'), bic[wt:wt + wh, wl:wl + ww])
     lr = next(r.lr for r in eval_lib.load_records(small_data, 'Tiny', 2, 'gaussian8')
               if r.lr_stem == stem)
-    np.testing.assert_array_equal(read('lr.png'), lr[wt // 2:(wt + wh) // 2, wl // 2:(wl + ww) // 2])
+    np.testing.assert_array_equal(read('lr.png'),
+                                  lr[wt // 2:(wt + wh) // 2, wl // 2:(wl + ww) // 2])
     names = {p.name for p in folder.iterdir()}
     assert names == {'lr.png', 'bicubic.png', 'sr.png', 'hr.png', 'd1.png', 'd2.png',
                      'target.png', 'thumb.jpg'}

@@ -300,6 +300,23 @@ def test_page_in_a_browser_sorts_shows_crops_details_and_slides(browser, dssr_re
   page.mouse.up()
   assert page.inner_text('#v-where') != where
   assert np.abs(_shot(main.nth(3)) - first).mean() > 1
+  page.click('#v-reset')
+  assert page.inner_text('#v-where') == where
+
+  # A click on the thumbnail centres the crop there (as far as the window allows).
+  def at():
+    text = page.inner_text('#v-where')
+    y, x = text.split(' at y ', 1)[1].split(' of ', 1)[0].split(', x ')
+    return int(y), int(x)
+
+  thumb = page.locator('#v-compare .thumb img').bounding_box()
+  (h, w), (_, _, wh, ww) = entry['size'], entry['window']
+  for cy, cx in ((wt + 2, wl + 2), (wt + wh - 2, wl + ww - 2)):  # two corners of the window
+    page.mouse.click(thumb['x'] + (cx + 0.5) / w * thumb['width'],
+                     thumb['y'] + (cy + 0.5) / h * thumb['height'])
+    want = [min(max(c - size / 2, lo), lo + extent - size)
+            for c, lo, extent in ((cy, wt, wh), (cx, wl, ww))]
+    assert at() == pytest.approx(want, abs=1.5), (cy, cx)
   assert not errors, errors
   page.close()
 

@@ -344,7 +344,7 @@ def _summary_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def _images_table(entries: Sequence[Mapping[str, Any]]) -> str:
   bicubic_only = all(e['method'].startswith('bicubic') for e in entries)
   label = method_label(entries[0]['method']) if entries else ''
-  cols = ['#', 'dataset', 'scale', 'kernel', 'image', 'bicubic PSNR', 'bicubic SSIM']
+  cols = ['#', 'dataset', 'scale', 'blur σ', 'image', 'bicubic PSNR', 'bicubic SSIM']
   if not bicubic_only:
     cols += [f'{label} PSNR', f'{label} SSIM', 'gain (dB)']
   head = ''.join(f'<th>{html.escape(c)}</th>' for c in cols)
@@ -535,7 +535,7 @@ function open(id) {
   pan = [e.crop[0] - e.window[0], e.crop[1] - e.window[1]];
   const size = e.crop[2];
   $('v-title').textContent = e.name + ' \u2014 ' + e.dataset + ' x' + e.scale +
-      (e.kernel === null ? '' : ', kernel ' + e.kernel.toFixed(2));
+      (e.kernel === null ? '' : ', blur \u03c3 ' + e.kernel.toFixed(2));
   const f = (r, t) => t + ' ' + (r.psnr === null ? '-' : r.psnr.toFixed(2)) + ' dB / ' +
       (r.ssim === null ? '-' : r.ssim.toFixed(4));
   $('v-scores').textContent = e.method.startsWith('bicubic') ? f(e.bicubic, 'bicubic')

@@ -94,7 +94,7 @@ def test_page_holds_the_reports_numbers_and_bicubics(dssr_report, small_data):
   page = _parse(out / 'index.html')
   (res,) = report['results']
   head, *rows = page.tables['images']
-  assert [c[0] for c in head] == ['#', 'dataset', 'scale', 'kernel', 'image', 'bicubic PSNR',
+  assert [c[0] for c in head] == ['#', 'dataset', 'scale', 'blur σ', 'image', 'bicubic PSNR',
                                   'bicubic SSIM', 'DSSR PSNR', 'DSSR SSIM', 'gain (dB)']
   assert len(rows) == len(res['images']) == 16
   bicubic = {stem: (metrics.psnr_y(bic, hr, 2), metrics.ssim_y(bic, hr, 2))

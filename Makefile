@@ -26,8 +26,11 @@ figures: demo
 	$(PY) -m dssr_jax.plots details --checkpoint=workdirs/demo --hr=$(DEMO_HR)/chelsea.png \
 	    --hr=$(DEMO_HR)/coffee.png --sigma=1.2 --out=docs/details.png
 	$(PY) eval.py --checkpoint=workdirs/demo --data_dir=workdirs/demo/demo --datasets=holdout_hr \
-	    --output=workdirs/demo/demo/eval.json --overwrite
+	    --output=workdirs/demo/demo/eval.json --html=workdirs/demo/demo/report --overwrite
 	$(PY) -m dssr_jax.plots steps --report=workdirs/demo/demo/eval.json --out=docs/per_step_psnr.png
+	# The report's viewer on the demo figure's photo and blur (demo_report.FIGURE_*), in Chromium.
+	$(PY) -m dssr_jax.html_report --html=workdirs/demo/demo/report --image=coffee_sig1.14 \
+	    --out=docs/report.png --overwrite
 
 clean-venv:
 	rm -rf $(VENV)

@@ -3,7 +3,7 @@ tables like the paper's (Tables IV-VII) with the paper's numbers beside ours.
 
   python eval.py --checkpoint=DIR [--step=N] --data_dir=DATA --datasets=Set5,Set14 --scales=2 \
       --setting=gaussian8 [--config=configs/default.py] [--output=results.json] \
-      [--save_images=SR_DIR] [--self_ensemble] [--grey_as_y]
+      [--save_images=SR_DIR] [--html=REPORT_DIR] [--self_ensemble] [--grey_as_y]
   python eval.py --method=bicubic --data_dir=DATA --datasets=Set5 --scales=2,3,4
   python eval.py --checkpoint=DIR --setting=kernel_width [--kernel_widths=0,1.2] --data_dir=DATA \
       --datasets=Set5,Set14,BSD100,Urban100
@@ -27,6 +27,7 @@ from ml_collections import config_flags
 from dssr_jax import cli
 from dssr_jax import commands
 from dssr_jax import eval_lib
+from dssr_jax import html_report
 
 config_flags.DEFINE_config_file(
     'config', None, 'Optional model config; its options must match the checkpoint\'s '
@@ -49,8 +50,11 @@ flags.DEFINE_string('sr_dir', None, '--method=images: SR images made elsewhere, 
 flags.DEFINE_string('output', None, 'Write the report here (.json) and a .csv beside it.')
 flags.DEFINE_string('save_images', None, 'Write every SR output as PNG to '
                     'DIR/<dataset>/x<scale>/<LR file stem>.png.')
-flags.DEFINE_bool('overwrite', False, 'Replace an existing --output and existing images in '
-                  '--save_images.')
+flags.DEFINE_string('html', None, 'Write a visual report to this folder: index.html (scores, '
+                    'a sortable row per image, zoomed crops, a before/after slider, the detail '
+                    'maps) and the crops beside it.')
+flags.DEFINE_bool('overwrite', False, 'Replace an existing --output, --html report and existing '
+                  'images in --save_images.')
 flags.DEFINE_bool('self_ensemble', False, 'x8 flip/transpose self-ensemble.')
 flags.DEFINE_bool('grey_as_y', False, 'Score greyscale HR files with Y = grey value (MATLAB).')
 flags.DEFINE_integer('tile', 0, 'LR tile size (0: full images, as the protocol does; eval stops '
@@ -80,6 +84,10 @@ def main(argv):
   widths = _numbers('kernel_widths', FLAGS.kernel_widths, float)
   if FLAGS.output:
     eval_lib.check_outputs_free(FLAGS.output, FLAGS.overwrite)
+  page = None
+  if FLAGS.html:
+    html_report.check_free(FLAGS.html, FLAGS.overwrite)
+    page = html_report.Collector(FLAGS.html)
   config = FLAGS.config
   report = eval_lib.evaluate(
       data_dir=FLAGS.data_dir, datasets=FLAGS.datasets, scales=scales,
@@ -90,7 +98,7 @@ def main(argv):
       method=FLAGS.method, checkpoint=FLAGS.checkpoint, step=FLAGS.step,
       model_config=None if config is None else config.model.to_dict(),
       cache_dir=FLAGS.cache_dir, save_images=FLAGS.save_images, overwrite=FLAGS.overwrite,
-      sr_dir=FLAGS.sr_dir)
+      sr_dir=FLAGS.sr_dir, on_image=page.add if page else None)
   print(eval_lib.describe(report))
   print(eval_lib.markdown_table(report))
   steps = eval_lib.per_step_table(report)
@@ -100,6 +108,8 @@ def main(argv):
   if FLAGS.output:
     paths = eval_lib.write_report(report, FLAGS.output, FLAGS.overwrite)
     print(f'wrote {paths[0]} and {paths[1]}', file=sys.stderr)
+  if page:
+    print(f'wrote {page.write(report)}', file=sys.stderr)
 
 
 if __name__ == '__main__':

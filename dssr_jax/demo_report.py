@@ -110,6 +110,13 @@ def detail_box(hr: np.ndarray, bic: np.ndarray, size: int, scale: int) -> tuple[
   return int(tops[i]), int(lefts[j])
 
 
+def detail_gain(maps) -> float:
+  """One gain for every detail map of a figure, so that they compare: the largest map's 99.5th
+  percentile of |d| is drawn 0.45 from grey (a few outliers may clip, the texture stays visible)."""
+  spread = max(float(np.percentile(np.abs(d), 99.5)) for d in maps)
+  return 0.45 / max(spread, 1e-6)
+
+
 def detail_panel(d: np.ndarray, gain: float) -> np.ndarray:
   """A signed detail map (float, around 0) as grey-centred uint8: 0.5 + gain * d."""
   return imageio.to_uint8(0.5 + gain * np.asarray(d, np.float32))
@@ -161,9 +168,7 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
 
   target = (hr.astype(np.float32) - bic.astype(np.float32)) / 255.0
   details = [crop(d) for d in kept['details']] + [crop(target)]
-  # One gain for every map, so that they compare: the largest map's 99.5th percentile -> 0.45.
-  spread = max(float(np.percentile(np.abs(d), 99.5)) for d in details)
-  gain = 0.45 / max(spread, 1e-6)
+  gain = detail_gain(details)
   labels = [f'step {t} detail, SR_{t} {p:.2f} dB'
             for t, p in enumerate(row['psnr_steps'], start=1)] + ['HR - bicubic']
   bottom_row = [_labelled(big(detail_panel(d, gain)), t) for d, t in zip(details, labels)]

@@ -383,8 +383,8 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
              step: int | None = None, model_config: Mapping[str, Any] | None = None,
              cache_dir: str | None = None, show_progress: bool = True,
              save_images: os.PathLike | str | None = None, overwrite: bool = False,
-             sr_dir: os.PathLike | str | None = None, on_image: OnImage | None = None
-             ) -> dict[str, Any]:
+             sr_dir: os.PathLike | str | None = None,
+             on_image: Callable[..., None] | None = None) -> dict[str, Any]:
   """Scores `method` on every dataset x scale (x kernel width); returns the report (see the
   module docstring).
 
@@ -406,7 +406,9 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     save_images: write every SR output as `save_images/<dataset>/x<scale>/<lr_stem>.png`.
     overwrite: replace existing images there (otherwise an existing one is an error).
     sr_dir: for `method='images'`, SR images made elsewhere in the layout `save_images` writes.
-    on_image: called for every scored image (`OnImage`), after `save_images` wrote it.
+    on_image: called as `on_image(head, record, lr, outputs, row)` for every scored image, after
+      `save_images` wrote it: `head` is its result's {'dataset', 'scale', 'setting',
+      'kernel_width', 'method', 'grey_as_y'}, the rest as `score_records`' `OnImage`.
   """
   setting = get_setting(options.setting)
   if method not in METHODS:
@@ -480,19 +482,20 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
           desc = f'{name} x{scale}' + ('' if width is None else f' width {width:g}')
           records = cli.progress(records, total=len(items), desc=desc, unit='img')
 
-        def each(rec, lr, out, row, name=name, scale=scale):
+        shown = method + ('+' if options.self_ensemble else '')
+        head = {'dataset': name, 'scale': scale, 'setting': options.setting,
+                'kernel_width': width, 'method': shown, 'grey_as_y': options.grey_as_y}
+
+        def each(rec, lr, out, row, name=name, scale=scale, head=head):
           if save_images is not None:
             imageio.write_png(image_path(save_images, name, scale, rec.lr_stem), out['sr'])
           if on_image is not None:
-            on_image(rec, lr, out, row)
+            on_image(head, rec, lr, out, row)
 
         outputs = (saved_outputs(sr_dir, name, scale) if sr_fn is None
                    else network_outputs(sr_fn, scale, options))
         scored = score_records(records, outputs, scale, options, each)
-        shown = method + ('+' if options.self_ensemble else '')
-        results.append({'dataset': name, 'scale': scale, 'setting': options.setting,
-                        'kernel_width': width, 'method': shown, 'grey_as_y': options.grey_as_y,
-                        'paper': paper_value(name, scale, options.setting, shown, width),
+        results.append({**head, 'paper': paper_value(name, scale, options.setting, shown, width),
                         **scored})
   return {'results': results, 'run': run}
 

@@ -397,7 +397,7 @@ def test_saved_images_score_the_same_through_method_images(tiny_ckpt, small_data
   ours = eval_lib.evaluate(
       data_dir=small_data, datasets=['Tiny'], scales=None, options=eval_lib.EvalOptions(),
       checkpoint=tiny_ckpt, show_progress=False, save_images=tmp_path / 'sr',
-      on_image=lambda rec, lr, out, row: seen.append((rec, lr, out, row)))
+      on_image=lambda head, rec, lr, out, row: seen.append((rec, lr, out, row)))
   (res,) = ours['results']
   # The per-image callback saw every image once, with what was scored and saved.
   assert [s[3] for s in seen] == res['images'] and len(seen) == 16

@@ -14,6 +14,7 @@ import pytest
 import gcs_emulator
 
 from dssr_jax import eval_lib
+from dssr_jax import html_report
 from dssr_jax import imageio
 from dssr_jax import testsets
 
@@ -49,12 +50,16 @@ def test_export_score_save_and_report_on_a_bucket(gcs, tmp_path):
     assert testsets.export_gaussian8(f'{base}/hr/Mini', f'{base}/data', scales=(2,)) == 16
     testsets.make_div2krk(f'{base}/hr/Mini', f'{base}/data/KR', seed=1, scales=(2,))
     report = {}
+    page = html_report.Collector(f'{base}/html', crop=8, window=16)
     for setting, dataset in (('paired', 'Mini'), ('div2krk', 'KR')):
       report[setting] = eval_lib.evaluate(
           data_dir=f'{base}/data', datasets=[dataset], scales=[2], method='bicubic',
           options=eval_lib.EvalOptions(setting=setting), show_progress=False,
-          save_images=f'{base}/sr')
+          save_images=f'{base}/sr', on_image=page.add if setting == 'paired' else None)
     eval_lib.write_report(report['paired'], f'{base}/r.json')
+    page.write(report['paired'])
+    with pytest.raises(FileExistsError, match=f"'{base}/html/index.html' already exists"):
+      html_report.check_free(f'{base}/html', overwrite=False)
     with pytest.raises(FileExistsError, match=f"'{base}/r.json' already exists"):
       eval_lib.write_report(report['paired'], f'{base}/r.json')
     with pytest.raises(FileExistsError, match=f"'{base}/sr/Mini/x2/a_sig0.80.png' already"):
@@ -63,10 +68,11 @@ def test_export_score_save_and_report_on_a_bucket(gcs, tmp_path):
                         save_images=f'{base}/sr')
     reports[base] = report
 
-  for sub in ('data', 'sr'):
+  for sub in ('data', 'sr', 'html'):
     remote = _objects(env, f'{root}/{sub}')
     assert _dated(remote) == _dated(_local_files(local / sub)) and len(remote) > 16
   assert len(_objects(env, f'{root}/sr/Mini/x2')) == 16
+  assert len(_objects(env, f'{root}/html/img/Mini/x2')) == 16 * 4  # LR, bicubic, HR, thumbnail
   assert _objects(env, f'{root}/sr/KR/x2').keys() == {'im_1.png', 'im_2.png'}
   for setting in ('paired', 'div2krk'):
     assert reports[root][setting]['results'] == reports[str(local)][setting]['results']

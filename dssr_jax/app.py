@@ -18,6 +18,7 @@ import os
 import pathlib
 import tempfile
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -76,8 +77,10 @@ def read_upload(path: str, name: str, max_pixels: int) -> imageio.NativeImage:
   if os.path.getsize(path) == 0:
     raise ValueError(f'{name} is an empty file (0 bytes)')
   try:
-    with Image.open(path) as im:
-      w, h = im.size
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # checked below instead
+      with Image.open(path) as im:
+        w, h = im.size
   except Image.UnidentifiedImageError:
     raise ValueError(f'{name} is not an image this page reads (PNG, JPEG, TIFF, WebP, BMP, '
                      'GIF)') from None
@@ -160,16 +163,21 @@ def upscale_upload(engine: Engine, path: str, out_dir: str, *, self_ensemble: bo
   sr_fn, detail_fn = engine.sr_fn, engine.detail_fn
   if self_ensemble:
     sr_fn, detail_fn = inference.self_ensemble(sr_fn), inference.self_ensemble(detail_fn)
-  plans = []
-  done = [0]
+  report = progress or (lambda done, total: None)
+  plans, done = [], [0]
+
+  def planned(plan: tiling.TilePlan) -> None:
+    plans.append(plan)
+    report(0, plan.tiles)
 
   def tick(n: int) -> None:
     done[0] += n
-    if progress is not None:
-      progress(done[0], plans[0].tiles)
+    report(done[0], plans[0].tiles)
 
   up = inference.upscale_image(sr_fn, img, engine.scale, planner=engine.planner,
-                               progress=tick, on_plan=plans.append)
+                               progress=tick, on_plan=planned)
+  if done[0] < up.plan.tiles:  # a whole image is one pass, which tiled_apply does not count
+    report(up.plan.tiles, up.plan.tiles)
   dst = infer.output_path(pathlib.Path(out_dir), pathlib.Path(name), engine.scale)
   imageio.write_native(dst, up.samples)
   lr = to_display(img.rgb, img.grey)

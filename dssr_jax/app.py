@@ -204,14 +204,16 @@ def build(engine: Engine, work_dir: str):
   import gradio as gr  # pylint: disable=g-import-not-at-top
 
   def run(file: str | None, ensemble: bool, progress=gr.Progress()):
+    # A user's mistake is a message where the result would be, not an exception: the page
+    # keeps it in view (a toast goes away) and clears the previous image's results.
     if not file:
-      raise gr.Error('Upload an image first.', duration=None)
+      return None, [], None, 'Upload an image first.'
     progress(0, desc='starting')
     try:
       r = upscale_upload(engine, file, tempfile.mkdtemp(dir=work_dir), self_ensemble=ensemble,
                          progress=lambda i, n: progress((i, n), desc='tiles', unit='tiles'))
     except ValueError as e:
-      raise gr.Error(str(e), duration=None, title='Cannot upscale this file') from None
+      return None, [], None, f'**Cannot upscale this file.** {e}'
     captions = [f'step {t}' for t in range(1, len(r.details) + 1)]
     return r.slider, list(zip(r.details, captions)), r.file, r.summary
 

@@ -235,7 +235,7 @@ def _upscale(page, path):
   if clear.count():  # the previous upload is still there
     clear.click()
   page.locator('#upload input[type=file]').set_input_files(str(path))
-  page.locator('#upload').get_by_text(path.name).wait_for()
+  page.locator(f'#upload [aria-label="{path.name}"]').wait_for()
   page.click('#run')
 
 
@@ -276,7 +276,9 @@ def test_a_bad_upload_shows_its_message_and_the_next_upload_works(
   bad = tmp_path / 'notes.png'
   bad.write_text('not an image')
   _upscale(page, bad)
-  page.get_by_text('notes.png is not an image this page reads').wait_for(timeout=60_000)
+  message = page.locator('#summary').get_by_text('notes.png is not an image this page reads')
+  message.wait_for(timeout=60_000)
+  assert message.is_visible()
   _upscale(page, photo)
   assert _download(page, tmp_path) == cli_png
 

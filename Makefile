@@ -18,8 +18,10 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) train.py --config=configs/demo.py --workdir=workdirs/demo
 	$(PY) -m dssr_jax.demo_report --workdir=workdirs/demo
+	@echo "Upscale your own photos in a browser: $(PY) -m dssr_jax.app --checkpoint=workdirs/demo"
 
-# docs/ figures from the demo's model (trained first if workdirs/demo has not finished).
+# docs/ figures from the demo's model (trained first if workdirs/demo has not finished);
+# docs/app.png needs chromium (apt-get install chromium).
 DEMO_HR := workdirs/demo/demo/holdout_hr
 figures: demo
 	cp workdirs/demo/demo/comparison.png docs/crops.png
@@ -28,6 +30,8 @@ figures: demo
 	$(PY) eval.py --workdir=workdirs/demo --data_dir=workdirs/demo/demo --datasets=holdout_hr \
 	    --output=workdirs/demo/demo/eval.json --overwrite
 	$(PY) -m dssr_jax.plots steps --report=workdirs/demo/demo/eval.json --out=docs/per_step_psnr.png
+	$(PY) tests/screenshot_app.py --checkpoint=workdirs/demo --hr=$(DEMO_HR)/coffee.png --sigma=1.2 \
+	    --out=docs/app.png
 
 clean-venv:
 	rm -rf $(VENV)

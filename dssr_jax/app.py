@@ -235,7 +235,7 @@ def build(engine: Engine, work_dir: str):
                                 interactive=False, elem_id='slider', max_height=600)
         details = gr.Gallery(label=f'Detail maps of the T steps (centre {crop} LR pixels, '
                              'shown as 0.5 + d)', format='png', columns=engine.num_steps,
-                             elem_id='details', allow_preview=False)
+                             elem_id='details', allow_preview=False, height='auto')
     button.click(run, [upload, ensemble], [slider, details, download, summary],
                  concurrency_limit=1)
   page.queue(default_concurrency_limit=1)

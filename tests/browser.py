@@ -14,9 +14,14 @@ child pytest loads it with `-p browser`):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -60,6 +65,49 @@ def pixels(png: bytes) -> np.ndarray:
 def is_blank(png: bytes) -> bool:
   """True when the screenshot is one flat colour (nothing was drawn there)."""
   return float(pixels(png).std()) == 0.0
+
+
+def free_port() -> int:
+  """A TCP port on 127.0.0.1 that nothing listens on now."""
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], port: int, log: os.PathLike, timeout: float = 240, **popen):
+  """Runs the server command `argv` (listening on 127.0.0.1:port) until the block ends.
+
+  Yields its URL once it answers; raises RuntimeError with the end of its log (stdout and
+  stderr) when it exits or does not answer in `timeout` seconds. Stopped with SIGTERM (SIGKILL
+  after 20 s).
+  """
+  with open(log, 'w') as out:
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **popen)
+  url = f'http://127.0.0.1:{port}/'
+  tail = lambda: open(log).read()[-3000:]
+  try:
+    deadline = time.monotonic() + timeout
+    while True:
+      if proc.poll() is not None:
+        raise RuntimeError(f'{argv[:3]} exited ({proc.returncode}):\n{tail()}')
+      try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+          if r.status == 200:
+            break
+      except OSError:
+        pass
+      if time.monotonic() > deadline:
+        raise RuntimeError(f'{argv[:3]} did not answer in {timeout:.0f} s:\n{tail()}')
+      time.sleep(1)
+    yield url
+  finally:
+    proc.terminate()
+    try:
+      proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,12 +2,9 @@
 
 import os
 import pathlib
-import socket
 import struct
 import subprocess
 import sys
-import time
-import urllib.request
 import zlib
 
 import numpy as np
@@ -178,44 +175,18 @@ def test_a_missing_browser_is_one_line_or_a_failure_in_ci(tmp_path, required):
 # The real command, in Chromium.
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 @pytest.fixture(scope='module')
 def server(tiny_ckpt, tmp_path_factory):
   """`python -m dssr_jax.app` on a free local port: its URL; stopped after the module."""
-  port = _free_port()
-  log = tmp_path_factory.mktemp('server') / 'log.txt'
-  with open(log, 'w') as out:
-    proc = subprocess.Popen([sys.executable, '-m', 'dssr_jax.app', f'--checkpoint={tiny_ckpt}',
-                             f'--port={port}', '--jax_cache_dir='] + BUDGET, env=_env(),
-                            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path_factory.mktemp('cwd'))
-  url = f'http://127.0.0.1:{port}/'
+  port = browser_lib.free_port()
+  argv = [sys.executable, '-m', 'dssr_jax.app', f'--checkpoint={tiny_ckpt}', f'--port={port}',
+          '--jax_cache_dir='] + BUDGET
   try:
-    deadline = time.monotonic() + 240
-    while True:
-      if proc.poll() is not None:
-        pytest.fail(f'the app exited ({proc.returncode}):\n{log.read_text()[-3000:]}')
-      try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-          if r.status == 200:
-            break
-      except OSError:
-        pass
-      if time.monotonic() > deadline:
-        pytest.fail(f'the app did not answer in 240 s:\n{log.read_text()[-3000:]}')
-      time.sleep(1)
-    yield url
-  finally:
-    proc.terminate()
-    try:
-      proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-      proc.kill()
-      proc.wait()
+    with browser_lib.serving(argv, port, tmp_path_factory.mktemp('server') / 'log.txt',
+                             env=_env(), cwd=tmp_path_factory.mktemp('cwd')) as url:
+      yield url
+  except RuntimeError as e:
+    pytest.fail(str(e))
 
 
 @pytest.fixture(scope='module')

@@ -5,6 +5,7 @@ import pathlib
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -256,10 +257,19 @@ def test_a_bad_upload_shows_its_message_and_the_next_upload_works(
 
 def test_two_requests_at_once_are_queued_and_both_complete(server, photo):
   from gradio_client import Client, handle_file  # pylint: disable=g-import-not-at-top
+  from gradio_client.utils import Status  # pylint: disable=g-import-not-at-top
   client = Client(server, verbose=False)
-  jobs = [client.submit(handle_file(str(photo)), flag, api_name='/run') for flag in (False, True)]
+  # The self-ensemble first: eight passes, so the second request arrives while it runs.
+  jobs = [client.submit(handle_file(str(photo)), flag, api_name='/run') for flag in (True, False)]
+  state = {Status.PROCESSING: 'runs', Status.PROGRESS: 'runs', Status.IN_QUEUE: 'waits'}
+  seen = set()
+  while not all(job.done() for job in jobs):
+    seen.add(tuple(state.get(job.status().code, 'other') for job in jobs))
+    time.sleep(0.05)
   results = [job.result(timeout=300) for job in jobs]
-  for (_, details, path, summary), ensemble in zip(results, (False, True)):
+  assert ('runs', 'runs') not in seen  # one at a time...
+  assert ('runs', 'waits') in seen, seen  # ...the other waiting its turn
+  for (_, details, path, summary), ensemble in zip(results, (True, False)):
     assert pathlib.Path(path).name == 'photo_x2.png'
     assert len(details) == helpers.TINY['num_steps']
     assert ('self-ensemble' in summary) == ensemble

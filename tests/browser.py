@@ -62,9 +62,14 @@ def pixels(png: bytes) -> np.ndarray:
     return np.asarray(im.convert('RGB'))
 
 
-def is_blank(png: bytes) -> bool:
-  """True when the screenshot is one flat colour (nothing was drawn there)."""
-  return float(pixels(png).std()) == 0.0
+def is_blank(png: bytes, rows=(0.0, 1.0), cols=(0.0, 1.0)) -> bool:
+  """True when a screenshot is one flat colour (nothing drawn there) within the window of
+  `rows` x `cols` (fractions of its height and width): a window keeps out labels and handles
+  that a page draws over an image, which would make even an empty image look drawn."""
+  x = pixels(png)
+  h, w = x.shape[:2]
+  window = x[int(rows[0] * h):int(rows[1] * h), int(cols[0] * w):int(cols[1] * w)]
+  return window.size == 0 or float(window.std()) == 0.0
 
 
 def free_port() -> int:

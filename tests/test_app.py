@@ -233,11 +233,15 @@ def test_page_upscales_an_upload_into_the_cli_file_with_slider_and_step_maps(
   assert slider.count() == 2
   for i in range(2):  # both sides of the slider were decoded by the browser
     assert slider.nth(i).evaluate('img => img.complete && img.naturalWidth') == 144
-  assert not browser_lib.is_blank(page.locator('#slider').screenshot())
+  # Away from the slider's label (top left), buttons (top right) and handle (middle): bicubic
+  # on the left, DSSR on the right.
+  shot = slider.first.screenshot()
+  assert not browser_lib.is_blank(shot, rows=(0.3, 0.95), cols=(0.05, 0.4))
+  assert not browser_lib.is_blank(shot, rows=(0.3, 0.95), cols=(0.6, 0.95))
   maps = page.locator('#details img')
   assert maps.count() == helpers.TINY['num_steps']
-  for i in range(maps.count()):
-    assert not browser_lib.is_blank(maps.nth(i).screenshot())
+  for i in range(maps.count()):  # inside the rounded corners, above the caption (bottom right)
+    assert not browser_lib.is_blank(maps.nth(i).screenshot(), rows=(0.1, 0.6), cols=(0.1, 0.9))
   assert page.locator('#details').get_by_text('step 2').count() == 1
 
 

@@ -180,15 +180,14 @@ def upscale_upload(engine: Engine, path: str, out_dir: str, *, self_ensemble: bo
     report(up.plan.tiles, up.plan.tiles)
   dst = infer.output_path(pathlib.Path(out_dir), pathlib.Path(name), engine.scale)
   imageio.write_native(dst, up.samples)
-  lr = to_display(img.rgb, img.grey)
-  sr = to_display(up.out['sr'][0], img.grey)
+  slider = slider_pair(to_display(img.rgb, img.grey), to_display(up.out['sr'][0], img.grey))
+  details = detail_maps(detail_fn, img.rgb)
   h, w = img.rgb.shape[:2]
   mode = ('grey' if img.grey else 'colour') + (' + alpha' if img.alpha is not None else '')
   summary = (f'**{name}**: {w}x{h} -> {w * engine.scale}x{h * engine.scale}, {mode}, '
              f'{img.bits}-bit{", x8 self-ensemble" if self_ensemble else ""}; '
              f'{up.plan.describe()}; {time.monotonic() - start:.1f} s')
-  return Result(file=str(dst), slider=slider_pair(lr, sr), details=detail_maps(detail_fn, img.rgb),
-                summary=summary)
+  return Result(file=str(dst), slider=slider, details=details, summary=summary)
 
 
 # ----------------------------------------------------------------------------------------------

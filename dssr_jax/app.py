@@ -68,6 +68,22 @@ def make_engine(loaded: inference.LoadedModel, *, max_memory_gb: float | None = 
 # One request, step by step (no gradio here, so each step is testable alone).
 
 
+def _header_size(path: str) -> tuple[int, int]:
+  """(height, width) from the file's header; TIFF through tifffile, which reads the TIFFs that
+  Pillow cannot (16-bit colour) as `imageio.read_native` does."""
+  if path.lower().endswith(imageio.TIFF_EXTENSIONS):
+    import tifffile  # pylint: disable=g-import-not-at-top
+    try:
+      with tifffile.TiffFile(path) as f:
+        return tuple(f.pages[0].shape[:2])
+    except tifffile.TiffFileError as e:
+      raise ValueError(str(e)) from None
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # read_upload checks it
+    with Image.open(path) as im:
+      return im.size[::-1]
+
+
 def read_upload(path: str, name: str, max_pixels: int) -> imageio.NativeImage:
   """Decodes an uploaded file, or a ValueError saying what is wrong with it, naming `name`.
 
@@ -77,10 +93,7 @@ def read_upload(path: str, name: str, max_pixels: int) -> imageio.NativeImage:
   if os.path.getsize(path) == 0:
     raise ValueError(f'{name} is an empty file (0 bytes)')
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # checked below instead
-      with Image.open(path) as im:
-        w, h = im.size
+    h, w = _header_size(path)
   except Image.UnidentifiedImageError:
     raise ValueError(f'{name} is not an image this page reads (PNG, JPEG, TIFF, WebP, BMP, '
                      'GIF)') from None

@@ -49,21 +49,33 @@ def photo(tmp_path_factory) -> pathlib.Path:
 # The steps of one request.
 
 
-@pytest.mark.parametrize('content,expected', [
-    (b'', 'x.png is an empty file (0 bytes)'),
-    (b'hello, not an image', 'x.png is not an image this page reads'),
-    (_png_header_only(12000, 10000), 'x.png is 12000x10000 pixels (120 megapixels), more than '
-                                     'the 89 megapixels this page accepts'),
-    (_png_header_only(30000, 30000), 'x.png: Image size (900000000 pixels) exceeds limit'),
-], ids=['empty', 'not_an_image', 'over_the_limit', 'bomb'])
-def test_bad_uploads_are_refused_with_a_message_naming_the_file(tmp_path, content, expected):
+def _float_tiff() -> bytes:
+  import io  # pylint: disable=g-import-not-at-top
+  import tifffile  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  tifffile.imwrite(buf, np.zeros((4, 4, 3), np.float32))
+  return buf.getvalue()
+
+
+@pytest.mark.parametrize('name,content,expected', [
+    ('x.png', b'', 'x.png is an empty file (0 bytes)'),
+    ('x.png', b'hello, not an image', 'x.png is not an image this page reads'),
+    ('x.png', _png_header_only(12000, 10000), 'x.png is 12000x10000 pixels (120 megapixels), '
+                                              'more than the 89 megapixels this page accepts'),
+    ('x.png', _png_header_only(30000, 30000), 'x.png: Image size (900000000 pixels) exceeds '
+                                              'limit'),
+    ('x.tif', _float_tiff(), "cannot read image x.tif: TIFF sample type float32 (only 8- and "
+                             '16-bit integers)'),
+], ids=['empty', 'not_an_image', 'over_the_limit', 'bomb', 'float_samples'])
+def test_bad_uploads_are_refused_with_a_message_naming_the_file(tmp_path, name, content,
+                                                                 expected):
   from dssr_jax import app  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  path = tmp_path / 'upload' / 'x.png'
+  path = tmp_path / 'upload' / name
   path.parent.mkdir()
   path.write_bytes(content)
   with pytest.raises(ValueError) as e:
-    app.read_upload(str(path), 'x.png', Image.MAX_IMAGE_PIXELS)
+    app.read_upload(str(path), name, Image.MAX_IMAGE_PIXELS)
   assert str(e.value).startswith(expected)
   assert str(tmp_path) not in str(e.value)  # the server's folders are not the user's business
 
@@ -92,27 +104,28 @@ def engine_and_cli(tiny_ckpt):
           (cli_fn, inference.tile_planner(cli_fn, 2, max_memory_gb=1)))
 
 
-@pytest.mark.parametrize('kind', ['grey16_alpha', 'rgba8', 'tiff_grey8'])
+@pytest.mark.parametrize('kind', ['grey16_alpha', 'rgba8', 'tiff_grey8', 'tiff_rgb16'])
 def test_page_file_is_the_cli_file_for_every_mode(engine_and_cli, tmp_path, kind):
   from dssr_jax import app, inference  # pylint: disable=g-import-not-at-top
   engine, (cli_fn, cli_planner) = engine_and_cli
   rng = np.random.default_rng(2)
-  src = tmp_path / 'in' / {'grey16_alpha': 'g.png', 'rgba8': 'c.png', 'tiff_grey8': 't.tif'}[kind]
+  src = tmp_path / 'in' / {'grey16_alpha': 'g.png', 'rgba8': 'c.png', 'tiff_grey8': 't.tif',
+                           'tiff_rgb16': 'u.tif'}[kind]
   samples = {'grey16_alpha': lambda: (rng.random((20, 18, 2)) * 65535).astype(np.uint16),
              'rgba8': lambda: (rng.random((20, 18, 4)) * 255).astype(np.uint8),
-             'tiff_grey8': lambda: (rng.random((20, 18, 1)) * 255).astype(np.uint8)}[kind]()
+             'tiff_grey8': lambda: (rng.random((20, 18, 1)) * 255).astype(np.uint8),
+             'tiff_rgb16': lambda: (rng.random((20, 18, 3)) * 65535).astype(np.uint16)}[kind]()
   imageio.write_native(src, samples)
   steps = []
   result = app.upscale_upload(engine, str(src), str(tmp_path / 'page'),
                               progress=lambda i, n: steps.append((i, n)))
   cli_dst = tmp_path / 'cli' / pathlib.Path(result.file).name
   inference.upscale_file(cli_fn, src, cli_dst, 2, planner=cli_planner)
-  assert pathlib.Path(result.file).name == src.stem + ('_x2.tif' if kind == 'tiff_grey8'
-                                                       else '_x2.png')
+  assert pathlib.Path(result.file).name == src.stem + ('_x2.tif' if 'tiff' in kind else '_x2.png')
   assert pathlib.Path(result.file).read_bytes() == cli_dst.read_bytes()
   out = imageio.read_native(result.file)
   assert (out.grey, out.alpha is not None, out.bits) == (
-      kind != 'rgba8', kind != 'tiff_grey8', 16 if kind == 'grey16_alpha' else 8)
+      'grey' in kind, 'alpha' in kind or 'rgba' in kind, 16 if '16' in kind else 8)
   assert steps == [(0, 1), (1, 1)]
   assert len(result.details) == helpers.TINY['num_steps']
   assert result.details[0].shape == (40, 36, 3) and result.details[0].std() > 0

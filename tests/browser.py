@@ -171,5 +171,6 @@ def pytest_terminal_summary(terminalreporter):
   names, why = _skipped_browser_tests(terminalreporter)
   if names:
     terminalreporter.write_line(
-        f'{len(names)} browser tests did not run ({why}): {", ".join(names)}. '
+        f'{len(names)} browser test{"s" * (len(names) > 1)} did not run ({why}): '
+        f'{", ".join(names)}. '
         f'To run them: {INSTALL}', yellow=True, bold=True)

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import socket
 import struct
 import subprocess
 import sys
@@ -183,6 +184,19 @@ def test_a_missing_browser_is_one_line_or_a_failure_in_ci(tmp_path, required):
     assert lines == ['1 browser test did not run (no chromium on PATH): '
                      'test_probe.py::test_looks_at_a_page. To run them: '
                      'sudo apt-get install chromium'], proc.stdout
+
+
+def test_a_busy_port_is_one_error_line_before_the_model_loads(tmp_path):
+  with socket.socket() as busy:
+    busy.bind(('127.0.0.1', 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    proc = subprocess.run([sys.executable, '-m', 'dssr_jax.app', f'--checkpoint={tmp_path}',
+                           f'--port={port}'], env=_env(), capture_output=True, text=True,
+                          timeout=300, check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f'error: cannot listen on 127.0.0.1:{port}: Address already in use'), proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------

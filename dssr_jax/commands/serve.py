@@ -11,6 +11,7 @@ replace.)
 
 from __future__ import annotations
 
+import socket
 import tempfile
 from typing import Sequence
 
@@ -35,9 +36,21 @@ flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR, 'JAX persistent compilation 
                     '("" to disable).')
 
 
+def check_port(host: str, port: int) -> None:
+  """Raises ValueError when nothing can listen on host:port now: before the minutes of loading
+  and compiling, not after them."""
+  try:
+    with socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET) as s:
+      s.bind((host, port))
+  except OSError as e:
+    raise ValueError(f'cannot listen on {host}:{port}: {e.strerror or e} (another server there? '
+                     'pass --port)') from None
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise ValueError(f'unexpected arguments {argv[1:]} (the page takes its images by upload)')
+  check_port(FLAGS.host, FLAGS.port)
   from dssr_jax import app  # pylint: disable=g-import-not-at-top
   from dssr_jax import inference  # pylint: disable=g-import-not-at-top
   cli.use_compilation_cache(FLAGS.jax_cache_dir)

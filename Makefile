@@ -18,8 +18,10 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) train.py --config=configs/demo.py --workdir=workdirs/demo
 	$(PY) -m dssr_jax.demo_report --workdir=workdirs/demo
+	@echo "Upscale your own photos in a browser: $(PY) -m dssr_jax.app --checkpoint=workdirs/demo"
 
-# docs/ figures from the demo's model (trained first if workdirs/demo has not finished).
+# docs/ figures from the demo's model (trained first if workdirs/demo has not finished);
+# docs/app.png needs chromium (apt-get install chromium).
 DEMO_HR := workdirs/demo/demo/holdout_hr
 figures: demo
 	cp workdirs/demo/demo/comparison.png docs/crops.png
@@ -31,6 +33,8 @@ figures: demo
 	# The report's viewer on the demo figure's photo and blur (demo_report.FIGURE_*), in Chromium.
 	$(PY) -m dssr_jax.html_report --html=workdirs/demo/demo/report --image=coffee_sig1.14 \
 	    --out=docs/report.png --overwrite
+	$(PY) tests/screenshot_app.py --checkpoint=workdirs/demo --hr=$(DEMO_HR)/coffee.png --sigma=1.2 \
+	    --out=docs/app.png
 
 clean-venv:
 	rm -rf $(VENV)

@@ -259,24 +259,33 @@ def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
   return np.clip(mh @ alpha.astype(np.float32) @ mw.T, 0, 1)
 
 
-def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, scale: int, *,
-                 tile: int = 0, overlap: int = 32, planner: tiling.TilePlanner | None = None,
-                 save_details: bool = False, progress: Callable[[int], Any] | None = None,
-                 on_plan: Callable[[tiling.TilePlan], Any] | None = None
-                 ) -> tiling.TilePlan | None:
-  """Super-resolves the image file `src` into `dst`, keeping its greyscale, alpha and bit depth.
+def detail_image(d: np.ndarray) -> np.ndarray:
+  """A signed detail map [h, w, 3] (residual around 0) as uint8 0.5 + d, as the paper's Fig. 4."""
+  return imageio.to_uint8(0.5 + np.asarray(d, np.float32))
 
-  With a `planner` (and tile 0) the tile comes from its memory budget (the planner's overlap
-  then applies), is passed to `on_plan` before the work starts and is returned; otherwise `tile`
-  (0: the whole image) and `overlap`.
 
-  With `save_details` (and an sr_fn that returns 'details') also writes the per-step detail maps
-  beside dst: `<stem>_details.npy` (float32 [T, H, W, 3]) and `<stem>_detail_t<t>.png` (0.5 + d).
+@dataclasses.dataclass(frozen=True)
+class Upscaled:
+  """One image super-resolved: what is written, and the float outputs behind it."""
+  samples: np.ndarray  # uint8/uint16 [H, W, c] in the input's mode: what `write_native` writes.
+  out: dict[str, np.ndarray]  # sr_fn's outputs for the whole image, batch axis kept.
+  plan: tiling.TilePlan | None
+
+
+def upscale_image(sr_fn: SRFn, img: imageio.NativeImage, scale: int, *, tile: int = 0,
+                  overlap: int = 32, planner: tiling.TilePlanner | None = None,
+                  progress: Callable[[int], Any] | None = None,
+                  on_plan: Callable[[tiling.TilePlan], Any] | None = None) -> Upscaled:
+  """Super-resolves a decoded image, keeping its greyscale, alpha and bit depth.
+
+  The one computation behind `upscale_file` and the web page (`dssr_jax.app`), so that both give
+  the same samples. With a `planner` (and tile 0) the tile comes from its memory budget (the
+  planner's overlap then applies) and is passed to `on_plan` before the work starts; otherwise
+  `tile` (0: the whole image) and `overlap`.
 
   Raises:
-    ValueError: src is not a readable image (tiling.MemoryBudgetError: it cannot fit the budget).
+    tiling.MemoryBudgetError: the image cannot fit the budget.
   """
-  img = imageio.read_native(src)
   plan = None
   if planner is not None and not tile:
     plan = planner.plan(img.rgb[None].shape)
@@ -285,12 +294,31 @@ def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, sc
       on_plan(plan)
   out = tiling.tiled_apply(sr_fn, img.rgb[None], scale, tile, overlap, progress)
   alpha = None if img.alpha is None else upscale_alpha(img.alpha, scale)
-  imageio.write_native(dst, imageio.to_samples(out['sr'][0], alpha, img.grey, img.bits))
-  if save_details and 'details' in out:
+  return Upscaled(samples=imageio.to_samples(out['sr'][0], alpha, img.grey, img.bits), out=out,
+                  plan=plan)
+
+
+def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, scale: int, *,
+                 tile: int = 0, overlap: int = 32, planner: tiling.TilePlanner | None = None,
+                 save_details: bool = False, progress: Callable[[int], Any] | None = None,
+                 on_plan: Callable[[tiling.TilePlan], Any] | None = None
+                 ) -> tiling.TilePlan | None:
+  """Super-resolves the image file `src` into `dst` (`upscale_image` between read and write).
+
+  With `save_details` (and an sr_fn that returns 'details') also writes the per-step detail maps
+  beside dst: `<stem>_details.npy` (float32 [T, H, W, 3]) and `<stem>_detail_t<t>.png` (0.5 + d).
+  Returns the tile plan (None without a planner).
+
+  Raises:
+    ValueError: src is not a readable image (tiling.MemoryBudgetError: it cannot fit the budget).
+  """
+  up = upscale_image(sr_fn, imageio.read_native(src), scale, tile=tile, overlap=overlap,
+                     planner=planner, progress=progress, on_plan=on_plan)
+  imageio.write_native(dst, up.samples)
+  if save_details and 'details' in up.out:
     stem = os.path.splitext(str(dst))[0]
-    details = out['details'][:, 0].astype(np.float32)
+    details = up.out['details'][:, 0].astype(np.float32)
     imageio.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
     for t, d in enumerate(details, start=1):
-      # Detail maps are signed residuals around 0: shown as 0.5 + d, as the paper's Fig. 4 does.
-      imageio.write_png(f'{stem}_detail_t{t}.png', imageio.to_uint8(0.5 + d))
-  return plan
+      imageio.write_png(f'{stem}_detail_t{t}.png', detail_image(d))
+  return up.plan

@@ -1,4 +1,6 @@
-"""Shared test fixtures: where ../shared lies (reference outputs and benchmark images)."""
+"""Shared test fixtures: where ../shared lies (reference outputs and benchmark images), a tiny
+checkpoint, a GCS emulator, and headless Chromium (`browser.py`: the `page` fixture and the policy
+for machines without a browser)."""
 
 import os
 import pathlib
@@ -6,6 +8,8 @@ import uuid
 
 import pytest
 
+# The browser plugin's fixtures and hooks, registered by being names of this conftest.
+from browser import browser, page, pytest_runtest_setup, pytest_terminal_summary  # pylint: disable=unused-import
 import gcs_emulator
 import helpers
 

@@ -3,7 +3,6 @@
 import html.parser
 import io
 import json
-import shutil
 import subprocess
 import sys
 
@@ -210,21 +209,6 @@ def test_eval_cli_writes_the_page_and_refuses_to_replace_it(small_data, tmp_path
 
 # ----------------------------------------------------------------------------------------------
 # In a real browser.
-
-
-@pytest.fixture(scope='module')
-def browser():
-  if shutil.which('chromium') is None:
-    pytest.skip('no chromium on PATH: the browser tests need headless Chromium')
-  from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
-  with sync_playwright() as p:
-    b = p.chromium.launch(executable_path=shutil.which('chromium'), args=[
-        '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--no-first-run'])
-    try:
-      yield b
-    finally:
-      b.close()
 
 
 def _shot(locator) -> np.ndarray:

@@ -21,7 +21,6 @@ import dataclasses
 import importlib
 import json
 import shlex
-import sys
 from typing import Any, Sequence
 
 from absl import flags
@@ -71,7 +70,8 @@ def _ablation(table: str) -> Spec:
 
 def _main_tables(table: str) -> Spec:
   if table == 'IV':
-    return Spec({'iso_x2': 'configs/iso_x2.py'}, (Score('iso_x2', ('Set5', 'Set14'), 2, experiment='step'),))
+    return Spec({'iso_x2': 'configs/iso_x2.py'},
+                (Score('iso_x2', ('Set5', 'Set14'), 2, experiment='step'),))
   if table == 'V':
     runs = {f'iso_x{s}': f'configs/iso_x{s}.py' for s in (2, 3, 4)}
     return Spec(runs, tuple(Score(r, G8, s) for s in (2, 3, 4) for r in (f'iso_x{s}', None)))

@@ -1,4 +1,4 @@
-r"""Runs one table or figure of the paper: trains every row, scores it, writes ours beside the paper's.
+r"""Runs a table or figure of the paper: trains every row, scores it, writes it beside the paper's.
 
   python reproduce.py --table=I --workdir=workdirs/paper --data_dir=data/benchmark
   python reproduce.py --table=V --workdir=workdirs/paper --data_dir=data/benchmark --dry_run
@@ -134,7 +134,8 @@ def commands_text(s: Spec, root: epath.Path, data_dir: str, settings: Sequence[s
   sets = ''.join(f' --config.{shlex.quote(x)}' for x in settings)
   lines = ['# eval.py scores the latest checkpoint; this command scores the best by validation '
            'PSNR (eval.py --step=N)']
-  lines += [f'python train.py --config={shlex.quote(c)} --workdir={shlex.quote(str(root / n))}{sets}'
+  lines += [f'python train.py --config={shlex.quote(c)} '
+            f'--workdir={shlex.quote(str(root / n))}{sets}'
            for n, c in s.runs.items()]
   for score in s.scores:
     what = ('--method=bicubic' if score.run is None

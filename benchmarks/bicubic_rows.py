@@ -1,4 +1,4 @@
-r"""The paper's bicubic rows (Tables V and VI) against bicubic through other LR pipelines and metrics.
+r"""The paper's bicubic rows (Tables V, VI) against bicubic through other LR pipelines and metrics.
 
   python benchmarks/bicubic_rows.py --data_dir=DATA --datasets=Set5,Set14 --table=V
   python benchmarks/bicubic_rows.py --data_dir=DATA --datasets=Set5 --table=VI
@@ -79,7 +79,8 @@ def table_v():
 
 def table_vi():
   scan = np.round(np.arange(0.2, 4.01, 0.1), 2)
-  print('| dataset | scale | width | paper | ours Y | PIL-LR Y | width giving the paper\'s value |\n'
+  print('| dataset | scale | width | paper | ours Y | PIL-LR Y | width giving the paper\'s '
+        'value |\n'
         '|---|---|---|---|---|---|---|')
   for dataset in FLAGS.datasets:
     for scale in (2, 4):

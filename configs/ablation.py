@@ -22,7 +22,8 @@ Table II, what replaces the affine transform (`config.model.modulation`, docs/de
 Table III, which side is modulated (`config.model.affine_on`), PSNR / SSIM:
   affine_on=lr: 36.92 / 0.9492, affine_on=hr: 36.94 / 0.9517, affine_on=both: 36.99 / 0.9522.
 Fig. 8, the number of recurrent steps T (`config.model.num_steps`):
-  num_steps=1 ... num_steps=6; the paper prints only the curve (PSNR rises with T, flat from 4 to 6).
+  num_steps=1 ... num_steps=6; the paper prints only the curve (PSNR rises with T, flat from
+  4 to 6).
 
 alpha=1.0, modulation=affine, affine_on=both and num_steps=4 are the same model, the full one.
 """

@@ -112,7 +112,10 @@ def load_config(config_spec: str, settings: Sequence[str]):
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text  # a bare word: a string (a folder, a dtype)
-    config[section][field] = value
+    try:
+      config[section][field] = value
+    except TypeError as e:  # ConfigDict keeps each field's type
+      raise ValueError(f'--set={item}: {e}') from e
   return config
 
 

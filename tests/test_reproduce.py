@@ -138,7 +138,8 @@ def test_dry_run_prints_every_rows_commands(tmp_path):
 
 @pytest.mark.parametrize('args,message', [
     (['--table=IX'], 'table'), (['--table=I', '--set=train.alpah=1'], 'train.alpah'),
-    (['--table=V', '--datasets=Set6'], 'Set6')])
+    (['--table=V', '--datasets=Set6'], 'Set6'),
+    (['--table=I', '--set=train.num_steps=abc'], 'num_steps')])
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
   proc = subprocess.run([sys.executable, str(REPO / 'reproduce.py'), '--workdir=W', '--dry_run']
                         + args, cwd=REPO, env=child_env(tmp_path), capture_output=True, text=True,

@@ -84,7 +84,7 @@ def test_reproduce_writes_table_iii_with_the_papers_column(benchmark_dir, tmp_pa
   cmd = [sys.executable, str(REPO / 'reproduce.py'), '--table=III', f'--workdir={root}',
          f'--data_dir={data}'] + sets
   env = child_env(tmp_path)
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   written = json.loads((root / 'table_III.json').read_text())['rows']
   assert [r['experiment'] for r in written] == ['affine_on=lr', 'affine_on=hr', 'affine_on=both']
@@ -97,8 +97,10 @@ def test_reproduce_writes_table_iii_with_the_papers_column(benchmark_dir, tmp_pa
                                options=eval_lib.EvalOptions(), checkpoint=str(root / r['run']),
                                show_progress=False)['results'][0]
     assert direct['num_images'] == 16  # 2 images x 8 Gaussian8 widths
-    assert r['psnr'] == pytest.approx(direct['psnr'], abs=1e-9)
-    assert r['ssim'] == pytest.approx(direct['ssim'], abs=1e-9)
+    # The child compiles with helpers.FAST_XLA, this process with XLA's defaults: float rounding
+    # of the network's output moves the PSNR by ~1e-6 dB; scoring another run's checkpoint, by dB.
+    assert r['psnr'] == pytest.approx(direct['psnr'], abs=1e-4)
+    assert r['ssim'] == pytest.approx(direct['ssim'], abs=1e-5)
   md = (root / 'table_III.md').read_text()
   assert '| affine_on=hr | dssr | Set5 | x2 | - | ' in md and '| 36.94 |' in md
   csv_lines = (root / 'table_III.csv').read_text().splitlines()

@@ -142,7 +142,7 @@ def commands_text(s: Spec, root: epath.Path, data_dir: str, settings: Sequence[s
            for n, c in s.runs.items()]
   for score in s.scores:
     what = ('--method=bicubic' if score.run is None
-            else f'--workdir={shlex.quote(str(root / score.run))}')
+            else f'--checkpoint={shlex.quote(str(root / score.run))}')
     extra = (f' --kernel_widths={",".join(str(w) for w in score.kernel_widths)}'
              if score.kernel_widths else '')
     lines.append(f'python eval.py {what} --data_dir={shlex.quote(data_dir)} '
@@ -165,13 +165,7 @@ def train(config, workdir: epath.Path) -> None:
 
 
 def _options(score: Score) -> eval_lib.EvalOptions:
-  if not score.kernel_widths:
-    return eval_lib.EvalOptions(setting=score.setting)
-  try:
-    return eval_lib.EvalOptions(setting=score.setting, kernel_widths=score.kernel_widths)
-  except TypeError as e:
-    raise ValueError('this table needs eval_lib\'s kernel_width setting (Table VI), which this '
-                     'version of dssr_jax lacks') from e
+  return eval_lib.EvalOptions(setting=score.setting, kernel_widths=score.kernel_widths or None)
 
 
 def rows(score: Score, report: dict[str, Any]) -> list[dict[str, Any]]:

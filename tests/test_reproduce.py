@@ -134,7 +134,7 @@ def test_dry_run_prints_every_rows_commands(tmp_path):
                    for m in ('none', 'add', 'concat', 'channel_attention', 'spatial_attention')] + [
                        'python train.py --config=configs/ablation.py --workdir=W/full '
                        '--config.train.num_steps=10']
-  assert sum(l.startswith('python eval.py --workdir=W/') for l in lines) == 6
+  assert sum(l.startswith('python eval.py --checkpoint=W/') for l in lines) == 6
   assert not (tmp_path / 'W').exists()
 
 

@@ -23,7 +23,7 @@ from etils import epath
 import numpy as np
 
 from dssr_jax import cli
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import imresize
 from dssr_jax import inference
 from dssr_jax import input_pipeline
@@ -48,19 +48,19 @@ def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE
   """
   scale = loaded.config['scale']
   fn = inference.make_sr_fn(loaded)
-  names = [p.stem for p in imageio.list_images(hr_dir)]
+  names = [p.stem for p in image_files.list_images(hr_dir)]
   records = testsets.gaussian8(hr_dir, scale)
   rows, kept = [], None
   for i, rec in enumerate(cli.progress(records, total=8 * len(names), desc='held-out',
                                        unit='image')):
     lr = np.asarray(rec.lr, np.float32) / 255.0
-    bic = imageio.to_uint8(imresize.imresize(lr, scale))
+    bic = image_files.to_uint8(imresize.imresize(lr, scale))
     out = fn(lr[None])
-    sr = imageio.to_uint8(out['sr'][0])
+    sr = image_files.to_uint8(out['sr'][0])
     rows.append({'name': rec.name, 'sigma': float(rec.sigma),
                  'psnr_bicubic': metrics.psnr_y(bic, rec.hr, crop=scale),
                  'psnr_dssr': metrics.psnr_y(sr, rec.hr, crop=scale),
-                 'psnr_steps': [metrics.psnr_y(imageio.to_uint8(s[0]), rec.hr, crop=scale)
+                 'psnr_steps': [metrics.psnr_y(image_files.to_uint8(s[0]), rec.hr, crop=scale)
                                 for s in out['steps']]})
     if (rec.name, i % 8) == tuple(figure):
       kept = {'row': rows[-1], 'lr': rec.lr, 'bicubic': bic, 'sr': sr, 'hr': rec.hr,
@@ -103,7 +103,7 @@ def detail_box(hr: np.ndarray, bic: np.ndarray, size: int, scale: int) -> tuple[
 
 def detail_panel(d: np.ndarray, gain: float) -> np.ndarray:
   """A signed detail map (float, around 0) as grey-centred uint8: 0.5 + gain * d."""
-  return imageio.to_uint8(0.5 + gain * np.asarray(d, np.float32))
+  return image_files.to_uint8(0.5 + gain * np.asarray(d, np.float32))
 
 
 def _font(size: int):
@@ -205,9 +205,9 @@ def report(workdir) -> dict:
   fig_path = out / 'comparison.png'
   if kept is not None:
     img, info = figure(kept, scale)
-    imageio.write_png(fig_path, img)
+    image_files.write_png(fig_path, img)
     summary['comparison'] = info
-  imageio.write_text(out / 'results.json', json.dumps(summary, indent=1))
+  image_files.write_text(out / 'results.json', json.dumps(summary, indent=1))
   print(f'Held-out photos {", ".join(summary["held_out"])} (not trained on), Gaussian8 x{scale}, '
         f'Y-PSNR (checkpoint step {loaded.step}):')
   print(table(rows))

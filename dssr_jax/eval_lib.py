@@ -35,7 +35,7 @@ from etils import epath
 import numpy as np
 
 from dssr_jax import cli
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import inference
 from dssr_jax import metrics
 from dssr_jax import testsets
@@ -88,7 +88,7 @@ def lr_stems(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str
   """
   d = dataset_dir(data_dir, dataset)
   if setting == 'gaussian8':
-    if not imageio.list_images(d):
+    if not image_files.list_images(d):
       raise FileNotFoundError(f'dataset folder {str(d)!r} holds no image files')
     return testsets.gaussian8_stems(d, scale)
   if setting == 'div2krk':
@@ -124,10 +124,11 @@ def lr_sizes(data_dir: os.PathLike | str, dataset: str, scale: int, setting: str
   degraded): Gaussian8 LR is the modcropped HR // scale; DIV2KRK and paired sets give LR files."""
   d = dataset_dir(data_dir, dataset)
   if setting == 'gaussian8':
-    return [(f.stem, *(n // scale for n in imageio.image_size(f))) for f in imageio.list_images(d)]
+    return [(f.stem, *(n // scale for n in image_files.image_size(f)))
+            for f in image_files.list_images(d)]
   if setting == 'paired':
-    return [(l.stem, *imageio.image_size(l)) for _, l in testsets.paired_files(d, scale)]
-  return [(f.stem, *imageio.image_size(f)) for f in imageio.list_images(d / f'lr_x{scale}')]
+    return [(l.stem, *image_files.image_size(l)) for _, l in testsets.paired_files(d, scale)]
+  return [(f.stem, *image_files.image_size(f)) for f in image_files.list_images(d / f'lr_x{scale}')]
 
 
 def check_memory(planner: tiling.TilePlanner, sizes: Sequence[tuple[str, int, int]],
@@ -162,7 +163,7 @@ def check_memory(planner: tiling.TilePlanner, sizes: Sequence[tuple[str, int, in
 def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
                 grey_as_y: bool) -> dict[str, Any]:
   """Y-PSNR/SSIM of one output ({'sr': [H,W,3]} and optionally 'steps': [T,H,W,3]) against HR."""
-  sr = imageio.to_uint8(out['sr'])
+  sr = image_files.to_uint8(out['sr'])
   if sr.shape != hr.shape:
     raise ValueError(f'SR output {sr.shape} and HR {hr.shape} differ in size')
   row = {'psnr': metrics.psnr_y(sr, hr, scale, grey_as_y),
@@ -172,8 +173,9 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
   if steps is not None:
     steps = np.asarray(steps, np.float64)
     running = np.cumsum(steps, axis=0) / np.arange(1, len(steps) + 1)[:, None, None, None]
-    row['per_step_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y) for s in steps]
-    row['per_step_mean_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y)
+    row['per_step_psnr'] = [metrics.psnr_y(image_files.to_uint8(s), hr, scale, grey_as_y)
+                            for s in steps]
+    row['per_step_mean_psnr'] = [metrics.psnr_y(image_files.to_uint8(s), hr, scale, grey_as_y)
                                  for s in running]
   return row
 
@@ -203,7 +205,7 @@ def score_records(records: Iterable[Any], sr_fn: tiling.SRFn, scale: int, option
                            options.grey_as_y and bool(getattr(rec, 'grey', False))))
     images.append(row)
     if save is not None:
-      save(rec, imageio.to_uint8(out['sr']))
+      save(rec, image_files.to_uint8(out['sr']))
   if not images:
     raise ValueError('no test images were found')
   result = {'psnr': _mean([r['psnr'] for r in images]),
@@ -305,7 +307,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
   stems = {(name, scale): lr_stems(data_dir, name, scale, options.setting)
            for scale in scales for name in datasets}
   if save_images is not None:
-    imageio.check_free([image_path(save_images, name, scale, stem)
+    image_files.check_free([image_path(save_images, name, scale, stem)
                          for (name, scale), names in stems.items() for stem in names], overwrite)
     run['saved_images'] = str(save_images)
   results = []
@@ -320,7 +322,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
                                unit='img')
       save = None
       if save_images is not None:
-        save = (lambda rec, sr, name=name, scale=scale: imageio.write_png(
+        save = (lambda rec, sr, name=name, scale=scale: image_files.write_png(
             image_path(save_images, name, scale, rec.lr_stem), sr))
       scored = score_records(records, sr_fn, scale, options, save)
       results.append({'dataset': name, 'scale': scale, 'setting': options.setting,
@@ -438,14 +440,14 @@ def output_paths(output: os.PathLike | str) -> tuple[epath.Path, epath.Path]:
 
 def check_outputs_free(output: os.PathLike | str, overwrite: bool) -> None:
   """Refuses (before any work) to replace earlier results unless `overwrite`."""
-  imageio.check_free(output_paths(output), overwrite)
+  image_files.check_free(output_paths(output), overwrite)
 
 
 def write_report(report: Mapping[str, Any], output: os.PathLike | str,
                  overwrite: bool = False) -> tuple[epath.Path, epath.Path]:
-  """Writes the JSON and the CSV beside it, each whole or not at all (`imageio.write_text`)."""
+  """Writes the JSON and the CSV beside it, each whole or not at all (`image_files.write_text`)."""
   check_outputs_free(output, overwrite)
   json_path, csv_path = output_paths(output)
-  imageio.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
-  imageio.write_text(csv_path, csv_text(report))
+  image_files.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
+  image_files.write_text(csv_path, csv_text(report))
   return json_path, csv_path

@@ -32,7 +32,7 @@ from absl import app
 from absl import flags
 
 from dssr_jax import cli
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 FORMATS = ('jax', 'savedmodel')
 DTYPES = ('float32', 'bfloat16')
@@ -161,7 +161,7 @@ def sidecar_path(out: os.PathLike | str) -> pathlib.Path:
 
 def check_outputs_free(out: os.PathLike | str, overwrite: bool) -> None:
   """Refuses (before any work) to replace an existing artifact or sidecar unless `overwrite`."""
-  imageio.check_free([pathlib.Path(out), sidecar_path(out)], overwrite)
+  image_files.check_free([pathlib.Path(out), sidecar_path(out)], overwrite)
 
 
 def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: str = 'jax',
@@ -179,7 +179,7 @@ def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: st
     raise ValueError(f'{out} is a folder; --format=jax writes a file')
   if fmt == 'jax':
     blob = export_jax(loaded, lr_shape, dtype, platforms).serialize()
-    imageio.write_bytes(out, bytes(blob))
+    image_files.write_bytes(out, bytes(blob))
   else:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
@@ -191,7 +191,7 @@ def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: st
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
   meta = metadata(loaded, lr_shape, fmt, dtype, platforms)
-  imageio.write_text(sidecar_path(out), json.dumps(meta, indent=1) + '\n')
+  image_files.write_text(sidecar_path(out), json.dumps(meta, indent=1) + '\n')
   return meta
 
 

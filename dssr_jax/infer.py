@@ -56,12 +56,12 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[epath.Path], list[str]]:
 
   Returns (image paths in order, without repeats; error messages for inputs that do not exist).
   """
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
   files, errors = [], []
   for item in inputs:
     p = epath.Path(item)
     if p.is_dir():
-      found = imageio.list_images(p)
+      found = image_files.list_images(p)
       if not found:
         errors.append(f'{item}: folder holds no image files')
       files += found
@@ -77,7 +77,7 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[epath.Path], list[str]]:
       errors.append(f'{item}: no such file or folder')
   seen, unique = set(), []
   for f in files:
-    key = str(f) if imageio.is_url(f) else pathlib.Path(f).resolve()
+    key = str(f) if image_files.is_url(f) else pathlib.Path(f).resolve()
     if key not in seen:
       seen.add(key)
       unique.append(f)
@@ -85,8 +85,8 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[epath.Path], list[str]]:
 
 
 def output_path(out_dir: epath.Path, src: epath.Path, scale: int) -> epath.Path:
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
-  tiff = src.suffix.lower() in imageio.TIFF_EXTENSIONS
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
+  tiff = src.suffix.lower() in image_files.TIFF_EXTENSIONS
   return out_dir / f'{src.stem}_x{scale}{".tif" if tiff else ".png"}'
 
 

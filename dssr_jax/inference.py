@@ -18,7 +18,7 @@ import numpy as np
 
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import fast
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import model as model_lib
 from dssr_jax import resize
 from dssr_jax import tiling
@@ -276,7 +276,7 @@ def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, sc
   Raises:
     ValueError: src is not a readable image (tiling.MemoryBudgetError: it cannot fit the budget).
   """
-  img = imageio.read_native(src)
+  img = image_files.read_native(src)
   plan = None
   if planner is not None and not tile:
     plan = planner.plan(img.rgb[None].shape)
@@ -285,12 +285,12 @@ def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, sc
       on_plan(plan)
   out = tiling.tiled_apply(sr_fn, img.rgb[None], scale, tile, overlap, progress)
   alpha = None if img.alpha is None else upscale_alpha(img.alpha, scale)
-  imageio.write_native(dst, imageio.to_samples(out['sr'][0], alpha, img.grey, img.bits))
+  image_files.write_native(dst, image_files.to_samples(out['sr'][0], alpha, img.grey, img.bits))
   if save_details and 'details' in out:
     stem = os.path.splitext(str(dst))[0]
     details = out['details'][:, 0].astype(np.float32)
-    imageio.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
+    image_files.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
     for t, d in enumerate(details, start=1):
       # Detail maps are signed residuals around 0: shown as 0.5 + d, as the paper's Fig. 4 does.
-      imageio.write_png(f'{stem}_detail_t{t}.png', imageio.to_uint8(0.5 + d))
+      image_files.write_png(f'{stem}_detail_t{t}.png', image_files.to_uint8(0.5 + d))
   return plan

@@ -23,7 +23,7 @@ from etils import epath
 import numpy as np
 
 from dssr_jax import cli
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import inference
 
 
@@ -35,9 +35,9 @@ def _pyplot():
 
 
 def _save(fig, out: os.PathLike | str, dpi: int = 100) -> epath.Path:
-  """Saves atomically (`imageio.atomic_write`): an existing figure is never left half-written."""
+  """Saves atomically (`image_files.atomic_write`): a figure is never left half-written."""
   out = epath.Path(out)
-  imageio.atomic_write(out, lambda f: fig.savefig(f, dpi=dpi, format=out.suffix[1:] or 'png'))
+  image_files.atomic_write(out, lambda f: fig.savefig(f, dpi=dpi, format=out.suffix[1:] or 'png'))
   _pyplot().close(fig)
   return out
 
@@ -81,7 +81,7 @@ def plot_per_step_psnr(report: Mapping[str, Any], out: os.PathLike | str) -> epa
 def degrade_hr(hr_path: os.PathLike | str, scale: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
   """(HR uint8 modcropped, its Gaussian8-style LR uint8 at `sigma`)."""
   from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
-  hr = testsets.modcrop(imageio.read_image(hr_path), scale)
+  hr = testsets.modcrop(image_files.read_image(hr_path), scale)
   return hr, testsets.gaussian8_lr(hr, sigma, scale)
 
 
@@ -243,8 +243,8 @@ def main(argv):
   y, x, size = box
   if size < 1 or y < 0 or x < 0 or y + size > hr.shape[0] or x + size > hr.shape[1]:
     raise app.UsageError(f'--box {box} does not fit in the {hr.shape[0]}x{hr.shape[1]} HR image')
-  sr = imageio.to_uint8(fn(lr[None] / np.float32(255))['sr'][0])
-  bic = imageio.to_uint8(eval_lib.bicubic_sr_fn(scale)(lr[None] / 255.0)['sr'][0])
+  sr = image_files.to_uint8(fn(lr[None] / np.float32(255))['sr'][0])
+  bic = image_files.to_uint8(eval_lib.bicubic_sr_fn(scale)(lr[None] / 255.0)['sr'][0])
   print(plot_crops(lr, bic, sr, hr, scale, box, FLAGS.out))
 
 

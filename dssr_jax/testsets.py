@@ -36,7 +36,7 @@ import numpy as np
 from scipy import io as sio
 
 from dssr_jax import degrade
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 PAIRED_HR = 'HR'
 PAIRED_LR = 'LRblur'
@@ -74,7 +74,7 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _hr_files(hr_dir) -> list:
-  files = imageio.list_images(hr_dir)
+  files = image_files.list_images(hr_dir)
   if not files:
     raise ValueError(f'no image files (.png/.jpg/...) in {str(hr_dir)!r}')
   return files
@@ -125,7 +125,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
   files = _hr_files(hr_dir)
   cache = epath.Path(cache_dir) / f'gaussian8_x{scale}' if cache_dir is not None else None
   for f in files:
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, scale)
     want_shape = (hr.shape[0] // scale, hr.shape[1] // scale, 3)
     # The cache key includes the pixels, so an edited HR file never meets a stale LR.
@@ -136,7 +136,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
         cached = cache / f'{f.stem}_{digest}_sigma{sigma:.4f}.png'
         if cached.is_file():
           try:
-            lr = imageio.read_image(cached)
+            lr = image_files.read_image(cached)
           except ValueError:
             logging.warning('Gaussian8 cache file %s is unreadable; recomputing it', cached)
           if lr is not None and lr.shape != want_shape:
@@ -144,7 +144,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
       if lr is None:
         lr = gaussian8_lr(hr, sigma, scale)
         if cache is not None:
-          imageio.write_png(cached, lr)
+          image_files.write_png(cached, lr)
       yield Record(name=f.stem, sigma=float(sigma), hr=hr, lr=lr, grey=info.grey,
                    lr_stem=gaussian8_stem(f.stem, sigma))
 
@@ -181,15 +181,15 @@ def export_gaussian8(hr_dir, out_dir, scales: Sequence[int] = (2, 3, 4), name: s
     stems = gaussian8_stems(hr_dir, s)
     for sub in (PAIRED_LR, PAIRED_HR):
       targets += [root / sub / f'x{s}' / f'{stem}.png' for stem in stems]
-  imageio.check_free(targets, overwrite)
+  image_files.check_free(targets, overwrite)
   n = 0
   for s in scales:
     hr_png = (None, b'')
     for rec in gaussian8(hr_dir, s):
       if hr_png[0] != rec.name:  # one encoding per image, written under each of its 8 names
-        hr_png = (rec.name, imageio.png_bytes(_stored(rec.hr, rec.grey)))
-      imageio.write_png(root / PAIRED_LR / f'x{s}' / f'{rec.lr_stem}.png', rec.lr)
-      imageio.write_bytes(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', hr_png[1])
+        hr_png = (rec.name, image_files.png_bytes(_stored(rec.hr, rec.grey)))
+      image_files.write_png(root / PAIRED_LR / f'x{s}' / f'{rec.lr_stem}.png', rec.lr)
+      image_files.write_bytes(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', hr_png[1])
       n += 1
   return n
 
@@ -202,7 +202,7 @@ _GT_RE = re.compile(r'^img_(\d+)_gt$')
 
 def _div2krk_gts(root) -> list:
   root = epath.Path(root)
-  gts = [p for p in imageio.list_images(root / 'gt') if _GT_RE.match(p.stem)]
+  gts = [p for p in image_files.list_images(root / 'gt') if _GT_RE.match(p.stem)]
   if not gts:
     raise ValueError(f'no img_N_gt.png files in {str(root / "gt")!r}')
   return sorted(gts, key=lambda p: int(_GT_RE.match(p.stem).group(1)))
@@ -233,8 +233,8 @@ def div2krk(root, scale: int) -> Iterator[Record]:
     for p in (lr_path, k_path):
       if not p.is_file():
         raise FileNotFoundError(f'DIV2KRK: {str(p)!r} (for {gt_path.name}) does not exist')
-    hr, info = imageio.read_image(gt_path, with_info=True)
-    lr = imageio.read_image(lr_path)
+    hr, info = image_files.read_image(gt_path, with_info=True)
+    lr = image_files.read_image(lr_path)
     mat = sio.loadmat(io.BytesIO(k_path.read_bytes()))
     if 'Kernel' not in mat:
       raise ValueError(f'DIV2KRK: {str(k_path)!r} has no key "Kernel" (keys: {sorted(mat)})')
@@ -279,7 +279,7 @@ def div2krk_style(hr_dir, scale: int, seed: int = 0, scales: Sequence[int] = (2,
     raise ValueError(f'scale {scale} is not one of the set\'s scales {tuple(scales)}')
   m = math.lcm(*scales)
   for i, f in enumerate(_hr_files(hr_dir), start=1):
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, m)
     k = div2krk_kernel(seed, i, scale)
     yield Record(name=f'img_{i}', sigma=None, hr=hr, lr=div2krk_lr(hr, k, scale), grey=info.grey,
@@ -304,23 +304,23 @@ def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
   _check_div2krk_scales(scales)
   files = _hr_files(hr_dir)
   out = epath.Path(out_dir)
-  if not overwrite and (out / 'gt').is_dir() and imageio.list_images(out / 'gt'):
+  if not overwrite and (out / 'gt').is_dir() and image_files.list_images(out / 'gt'):
     raise FileExistsError(f'{str(out / "gt")!r} already holds images; pass --overwrite to '
                           'replace them')
   m = math.lcm(*scales)
   names = []
   for i, f in enumerate(files, start=1):
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, m)
-    imageio.write_png(out / 'gt' / f'img_{i}_gt.png', _stored(hr, info.grey))
+    image_files.write_png(out / 'gt' / f'img_{i}_gt.png', _stored(hr, info.grey))
     for s in scales:
       k = div2krk_kernel(seed, i, s)
       buf = io.BytesIO()
       sio.savemat(buf, {'Kernel': k})
-      imageio.write_bytes(out / f'gt_k_x{s}' / f'kernel_{i}.mat', buf.getvalue())
-      imageio.write_png(out / f'lr_x{s}' / f'im_{i}.png', div2krk_lr(hr, k, s))
+      image_files.write_bytes(out / f'gt_k_x{s}' / f'kernel_{i}.mat', buf.getvalue())
+      image_files.write_png(out / f'lr_x{s}' / f'im_{i}.png', div2krk_lr(hr, k, s))
     names.append(f'{i}\t{f.name}')
-  imageio.write_bytes(out / 'gt' / 'names.txt', ('\n'.join(names) + '\n').encode())
+  image_files.write_bytes(out / 'gt' / 'names.txt', ('\n'.join(names) + '\n').encode())
   return len(files)
 
 
@@ -341,7 +341,7 @@ def paired_files(root, scale: int) -> list[tuple]:
   """
   root = epath.Path(root)
   hr_dir, lr_dir = root / PAIRED_HR / f'x{scale}', root / PAIRED_LR / f'x{scale}'
-  hrs, lrs = imageio.list_images(hr_dir), imageio.list_images(lr_dir)
+  hrs, lrs = image_files.list_images(hr_dir), image_files.list_images(lr_dir)
   if not lrs:
     raise ValueError(f'no image files in {str(lr_dir)!r}')
   if len(hrs) != len(lrs):
@@ -359,7 +359,7 @@ def paired_files(root, scale: int) -> list[tuple]:
       raise ValueError(f'two files named {l.stem!r} (different extensions) in {str(lr_dir)!r}')
     stems.add(l.stem)
   for h, l in zip(hrs, lrs):
-    (hh, hw), (lh, lw) = imageio.image_size(h), imageio.image_size(l)
+    (hh, hw), (lh, lw) = image_files.image_size(h), image_files.image_size(l)
     if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
       raise ValueError(f'{str(h)!r} ({hh}x{hw}) does not fit x{scale} its LR {str(l)!r} '
                        f'({lh}x{lw}): HR must be {lh * scale}x{lw * scale} (modcrop drops up '
@@ -371,8 +371,8 @@ def paired(root, scale: int) -> Iterator[Record]:
   """Yields the records of a paired set (see `paired_files`, which checks it all first): HR
   modcropped to `scale` x the LR size, named by the LR file's stem."""
   for h, l in paired_files(root, scale):
-    hr, info = imageio.read_image(h, with_info=True)
-    lr = imageio.read_image(l)
+    hr, info = image_files.read_image(h, with_info=True)
+    lr = image_files.read_image(l)
     hr = modcrop(hr, scale)
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):  # a file changed meanwhile
       raise ValueError(f'{str(h)!r} does not fit x{scale} its LR {str(l)!r}')

@@ -20,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import inference
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
@@ -275,7 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   from dssr_jax import validation  # pylint: disable=g-import-not-at-top
 
   check_config(config)
-  workdir = imageio.absolute(workdir)
+  workdir = image_files.absolute(workdir)
   tc = config.train
   mesh = train_lib.create_mesh()
   local_batch = train_lib.check_batch_size(tc.batch_size, mesh)

@@ -13,7 +13,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dssr_jax import fast
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import metrics as metrics_lib
 from dssr_jax import model as model_lib
 
@@ -83,7 +83,7 @@ class Validator:
       lr = (np.asarray(rec.lr, np.float32) / 255.0)[None]
       lr = jax.make_array_from_process_local_data(self._replicated, lr)
       out = jax.device_get(self._apply(params, lr))
-      sr = imageio.to_uint8(out['sr'][0])
+      sr = image_files.to_uint8(out['sr'][0])
       psnrs.append(metrics_lib.psnr_y(sr, rec.hr, crop=self.scale))
       if i == 0:
         images[f'val/{rec.name}_sr'] = out['sr'][0:1].clip(0, 1)

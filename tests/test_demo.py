@@ -19,7 +19,7 @@ import helpers
 
 from configs import demo
 from dssr_jax import demo_report
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import input_pipeline
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -104,9 +104,9 @@ def test_figure_panels_are_exact_zoomed_crops():
   np.testing.assert_array_equal(panel(0, 3), zoom(hr))
   np.testing.assert_array_equal(panel(0, 0), zoom(np.repeat(np.repeat(lr, 2, 0), 2, 1)))
   g = info['detail_gain']
-  np.testing.assert_array_equal(panel(1, 1), zoom(imageio.to_uint8(0.5 + g * details[1])))
+  np.testing.assert_array_equal(panel(1, 1), zoom(image_files.to_uint8(0.5 + g * details[1])))
   target = (hr.astype(np.float32) - bic.astype(np.float32)) / 255
-  np.testing.assert_array_equal(panel(1, 3), zoom(imageio.to_uint8(0.5 + g * target)))
+  np.testing.assert_array_equal(panel(1, 3), zoom(image_files.to_uint8(0.5 + g * target)))
 
 
 def _run(args, env):
@@ -145,7 +145,7 @@ def test_make_demo_pipeline_end_to_end(tmp_path):
 
   fig = out / 'comparison.png'
   assert f'Comparison image: {fig}' in report.stdout
-  img = imageio.read_image(fig)
+  img = image_files.read_image(fig)
   # Two rows of panels: four in the first, T = 1 detail map and HR - bicubic in the second.
   side = demo_report.ZOOM * demo_report.CROP
   assert img.shape == (2 * (22 + side) + demo_report.GAP, 4 * side + 3 * demo_report.GAP, 3)

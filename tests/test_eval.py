@@ -16,7 +16,7 @@ import helpers
 
 from dssr_jax import checkpoint
 from dssr_jax import eval_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import imresize
 from dssr_jax import metrics
 from dssr_jax import model as model_lib
@@ -44,8 +44,8 @@ def small_data(benchmark_dir, tmp_path_factory):
   d = tmp_path_factory.mktemp('data')
   (d / 'Tiny').mkdir()
   for name in ('baby', 'bird'):
-    hr = imageio.read_image(benchmark_dir / 'Set5' / f'{name}.png')
-    imageio.write_png(d / 'Tiny' / f'{name}.png', hr[100:124, 100:124])
+    hr = image_files.read_image(benchmark_dir / 'Set5' / f'{name}.png')
+    image_files.write_png(d / 'Tiny' / f'{name}.png', hr[100:124, 100:124])
   return d
 
 
@@ -54,8 +54,8 @@ def test_bicubic_reproduces_the_protocol_anchors(benchmark_dir):
   # and 28.43 dB (x4). The records are built here from imresize alone, not by testsets.
   for scale, anchor in ((2, 33.68), (4, 28.43)):
     recs = []
-    for path in imageio.list_images(benchmark_dir / 'Set5'):
-      hr = imageio.read_image(path)
+    for path in image_files.list_images(benchmark_dir / 'Set5'):
+      hr = image_files.read_image(path)
       hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
       recs.append(Rec(path.stem, None, hr, _q(imresize.imresize(hr / 255.0, 1 / scale))))
     got = eval_lib.score_records(recs, eval_lib.bicubic_sr_fn(scale), scale,

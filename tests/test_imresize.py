@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import imresize
 from dssr_jax import metrics
 
@@ -67,8 +67,8 @@ def test_numpy_and_tf_agree(scale):
 def _down_up_psnr(folder, s):
   q = lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
   scores = []
-  for f in imageio.list_images(folder):
-    hr = imageio.read_image(f)
+  for f in image_files.list_images(folder):
+    hr = image_files.read_image(f)
     hr = hr[:hr.shape[0] // s * s, :hr.shape[1] // s * s]
     lr = q(imresize.imresize(hr / 255.0, 1 / s))
     assert lr.shape[:2] == (hr.shape[0] // s, hr.shape[1] // s)

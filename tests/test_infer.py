@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import inference
 from dssr_jax import resize
 from dssr_jax import tiling
@@ -271,7 +271,7 @@ def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path):
   # 16-bit stays 16-bit: more than 256 distinct levels survive.
   g16 = np.asarray(Image.open(out / 'grey16_x2.png'))
   assert g16.dtype in (np.uint16, np.int32) and len(np.unique(g16)) > 256
-  rgb16 = imageio.read_native(out / 'rgb16_x2.tif')
+  rgb16 = image_files.read_native(out / 'rgb16_x2.tif')
   assert rgb16.bits == 16 and not rgb16.grey and rgb16.rgb.shape == (18, 22, 3)
   details = np.load(out / 'rgb_x2_details.npy')
   assert details.shape == (TINY['num_steps'], 18, 22, 3)
@@ -312,8 +312,8 @@ def test_png16_colour_round_trip(tmp_path):
   rng = np.random.default_rng(7)
   for c in (1, 2, 3, 4):
     x = (rng.random((5, 6, c)) * 65535).astype(np.uint16)
-    imageio.write_native(tmp_path / f'c{c}.png', x)
-    img = imageio.read_native(tmp_path / f'c{c}.png')
+    image_files.write_native(tmp_path / f'c{c}.png', x)
+    img = image_files.read_native(tmp_path / f'c{c}.png')
     assert img.bits == 16 and img.grey == (c <= 2) and (img.alpha is not None) == (c in (2, 4))
-    back = imageio.to_samples(img.rgb, img.alpha, img.grey, 16)
+    back = image_files.to_samples(img.rgb, img.alpha, img.grey, 16)
     np.testing.assert_array_equal(back, x)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dssr_jax import degrade
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import imresize
 from dssr_jax import metrics
 from dssr_jax import testsets
@@ -29,7 +29,7 @@ def test_gaussian8_set5_x2(benchmark_dir, set5_x2):
     assert r.hr.dtype == np.uint8 and r.lr.dtype == np.uint8 and not r.grey
     assert r.hr.shape[0] % 2 == 0 and r.hr.shape[1] % 2 == 0
     assert r.lr.shape == (r.hr.shape[0] // 2, r.hr.shape[1] // 2, 3)
-  woman = imageio.read_image(benchmark_dir / 'Set5' / 'woman.png')
+  woman = image_files.read_image(benchmark_dir / 'Set5' / 'woman.png')
   assert set5_x2[32].hr.shape == (woman.shape[0] // 2 * 2, woman.shape[1] // 2 * 2, 3)
   # Wider kernels blur more: the LR gets smoother as sigma grows, for every image.
   for i in range(0, 40, 8):
@@ -40,8 +40,9 @@ def test_gaussian8_set5_x2(benchmark_dir, set5_x2):
 def test_gaussian8_is_deterministic_and_cached(tmp_path):
   hr_dir = tmp_path / 'hr'
   rng = np.random.default_rng(0)
-  imageio.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
-  imageio.write_png(hr_dir / 'g.png', rng.integers(0, 256, (33, 30), dtype=np.uint8))  # greyscale
+  image_files.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
+  grey = rng.integers(0, 256, (33, 30), dtype=np.uint8)
+  image_files.write_png(hr_dir / 'g.png', grey)
   first = list(testsets.gaussian8(hr_dir, 3, cache_dir=tmp_path / 'cache'))
   assert len(first) == 16 and len(list((tmp_path / 'cache' / 'gaussian8_x3').glob('*.png'))) == 16
   assert [r.grey for r in first[::8]] == [False, True]
@@ -56,7 +57,7 @@ def test_gaussian8_is_deterministic_and_cached(tmp_path):
     np.testing.assert_array_equal(a.lr, b.lr)
     np.testing.assert_array_equal(a.lr, c.lr)
   # An edited HR file gets new LR images, not the cached ones.
-  imageio.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
+  image_files.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
   edited = list(testsets.gaussian8(hr_dir, 3, cache_dir=tmp_path / 'cache'))
   assert not np.array_equal(edited[0].lr, first[0].lr)
   np.testing.assert_array_equal(edited[0].lr,
@@ -76,7 +77,7 @@ def test_gaussian8_sigmas_and_crop_at_every_scale(tmp_path, scale, lo, hi):
   LR the blur + MATLAB-bicubic down of that HR with its sigma's kernel."""
   rng = np.random.default_rng(scale)
   hr = rng.integers(0, 256, (37, 43, 3), dtype=np.uint8)
-  imageio.write_png(tmp_path / 'a.png', hr)
+  image_files.write_png(tmp_path / 'a.png', hr)
   recs = list(testsets.gaussian8(tmp_path, scale))
   np.testing.assert_allclose([r.sigma for r in recs], np.linspace(lo, hi, 8), rtol=0, atol=1e-12)
   h, w = 37 // scale * scale, 43 // scale * scale
@@ -160,7 +161,7 @@ def test_make_div2krk_roundtrip(tmp_path):
   hr_dir = tmp_path / 'hr'
   rng = np.random.default_rng(1)
   for name in ('x.png', 'y.png'):
-    imageio.write_png(hr_dir / name, rng.integers(0, 256, (42, 50, 3), dtype=np.uint8))
+    image_files.write_png(hr_dir / name, rng.integers(0, 256, (42, 50, 3), dtype=np.uint8))
   assert testsets.make_div2krk(hr_dir, tmp_path / 'a', seed=3) == 2
   testsets.make_div2krk(hr_dir, tmp_path / 'b', seed=3)
   testsets.make_div2krk(hr_dir, tmp_path / 'c', seed=4)
@@ -190,7 +191,7 @@ def test_make_div2krk_roundtrip(tmp_path):
 
 
 def test_div2krk_missing_files(tmp_path):
-  imageio.write_png(tmp_path / 'gt' / 'img_5_gt.png', np.zeros((8, 8, 3), np.uint8))
+  image_files.write_png(tmp_path / 'gt' / 'img_5_gt.png', np.zeros((8, 8, 3), np.uint8))
   with pytest.raises(FileNotFoundError, match='im_5.png'):
     list(testsets.div2krk(tmp_path, 2))
   with pytest.raises(ValueError, match='scales 2 and 4'):

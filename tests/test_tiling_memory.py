@@ -12,7 +12,7 @@ import pytest
 import helpers
 
 from dssr_jax import eval_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import inference
 from dssr_jax import model as model_lib
 from dssr_jax import tiling
@@ -145,7 +145,7 @@ def test_infer_cli_tiles_under_a_budget_and_refuses_an_impossible_one(tiny_ckpt,
                                                                      tmp_path):
   rng = np.random.default_rng(1)
   img = (rng.random((56, 72, 3)) * 255).astype(np.uint8)
-  imageio.write_png(tmp_path / 'a.png', img)
+  image_files.write_png(tmp_path / 'a.png', img)
   proc = _run(['-m', 'dssr_jax.infer', str(tmp_path / 'a.png'), f'--checkpoint={tiny_ckpt}',
                f'--out={tmp_path / "out"}', '--max_memory_gb=0.003', '--overlap=16',
                '--jax_cache_dir='], tmp_path)
@@ -153,8 +153,8 @@ def test_infer_cli_tiles_under_a_budget_and_refuses_an_impossible_one(tiny_ckpt,
   assert 'tiles of 48 LR pixels' in proc.stderr
   assert 'more than the 3.0 MB memory budget' in proc.stderr
   whole = tiny_fn(img[None] / np.float32(255))['sr'][0]  # tiny_ckpt holds tiny_fn's weights
-  out = imageio.read_image(tmp_path / 'out' / 'a_x2.png').astype(int)
-  assert np.abs(out - imageio.to_uint8(whole).astype(int)).max() <= 1
+  out = image_files.read_image(tmp_path / 'out' / 'a_x2.png').astype(int)
+  assert np.abs(out - image_files.to_uint8(whole).astype(int)).max() <= 1
 
   proc = _run(['-m', 'dssr_jax.infer', str(tmp_path / 'a.png'), f'--checkpoint={tiny_ckpt}',
                f'--out={tmp_path / "out2"}', '--max_memory_gb=0.0001', '--jax_cache_dir='],
@@ -170,7 +170,7 @@ def data_dir(tmp_path_factory):
   d = tmp_path_factory.mktemp('data')
   rng = np.random.default_rng(2)
   for name, shape in (('big', (64, 48, 3)), ('small', (40, 40, 3))):
-    imageio.write_png(d / 'Rand' / f'{name}.png', (rng.random(shape) * 255).astype(np.uint8))
+    image_files.write_png(d / 'Rand' / f'{name}.png', (rng.random(shape) * 255).astype(np.uint8))
   return d
 
 

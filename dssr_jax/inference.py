@@ -20,7 +20,7 @@ from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import fast
 from dssr_jax import image_files
 from dssr_jax import model as model_lib
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 from dssr_jax import tiling
 
 SRFn = tiling.SRFn
@@ -255,7 +255,7 @@ def self_ensemble(fn: SRFn) -> SRFn:
 
 def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
   """Alpha channel [h, w] upscaled with PyTorch's bicubic (the network only sees colour)."""
-  mh, mw = resize.up_matrices((1,) + alpha.shape + (1,), scale)
+  mh, mw = torch_bicubic.up_matrices((1,) + alpha.shape + (1,), scale)
   return np.clip(mh @ alpha.astype(np.float32) @ mw.T, 0, 1)
 
 

@@ -5,7 +5,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 
 def l1(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -37,7 +37,7 @@ def dssr_loss(
   if hr.ndim != 4 or steps.shape[1:] != hr.shape:
     raise ValueError(f'hr has shape {hr.shape}; the network produced {steps.shape[1:]} per step')
   hr = hr.astype(jnp.float32)
-  bic = resize.torch_bicubic_up(lr.astype(jnp.float32), scale)
+  bic = torch_bicubic.up(lr.astype(jnp.float32), scale)
   # The per-step means stay separate: they are the curves of the paper's Fig. 4 and 9.
   pix = jax.vmap(l1, in_axes=(0, None))(steps.astype(jnp.float32), hr)
   detail = jax.vmap(l1, in_axes=(0, None))(details.astype(jnp.float32), hr - bic)

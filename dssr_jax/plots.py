@@ -87,10 +87,10 @@ def degrade_hr(hr_path: os.PathLike | str, scale: int, sigma: float) -> tuple[np
 
 def torch_bicubic_up(lr: np.ndarray, scale: int) -> np.ndarray:
   """PyTorch bicubic x`scale` of [h, w, C] float: the `bic` the network adds to its detail map."""
-  from dssr_jax import resize  # pylint: disable=g-import-not-at-top
+  from dssr_jax import torch_bicubic  # pylint: disable=g-import-not-at-top
   h, w = lr.shape[:2]
-  mh = resize.bicubic_matrix(h, h * scale, False, scale)
-  mw = resize.bicubic_matrix(w, w * scale, False, scale)
+  mh = torch_bicubic.bicubic_matrix(h, h * scale, False, scale)
+  mw = torch_bicubic.bicubic_matrix(w, w * scale, False, scale)
   return np.einsum('Hh,hwc,Ww->HWc', mh, lr.astype(np.float32), mw)
 
 

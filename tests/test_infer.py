@@ -11,7 +11,7 @@ import pytest
 
 from dssr_jax import image_files
 from dssr_jax import inference
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 from dssr_jax import tiling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -30,8 +30,8 @@ def _bicubic_fn(scale):
 
   def fn(lr):
     _, h, w, _ = lr.shape
-    mh = resize.bicubic_matrix(h, h * scale, False, scale)
-    mw = resize.bicubic_matrix(w, w * scale, False, scale)
+    mh = torch_bicubic.bicubic_matrix(h, h * scale, False, scale)
+    mw = torch_bicubic.bicubic_matrix(w, w * scale, False, scale)
     sr = np.einsum('Hh,bhwc,Ww->bHWc', mh, lr, mw)
     return {'sr': sr, 'steps': np.stack([sr, 2 * sr])}
 
@@ -207,8 +207,8 @@ def test_tiled_network_matches_untiled(tiny_fn):
   rng = np.random.default_rng(3)
   lr = rng.random((1, 30, 26, 3), dtype=np.float32)
   full = tiny_fn(lr)
-  bic = resize.bicubic_matrix(30, 60, False, 2)
-  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, lr, resize.bicubic_matrix(26, 52, False, 2))
+  bic = torch_bicubic.bicubic_matrix(30, 60, False, 2)
+  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, lr, torch_bicubic.bicubic_matrix(26, 52, False, 2))
   assert np.abs(full['sr'] - bic).max() > 0.02  # the network does more than bicubic here
   tiled = tiling.tiled_apply(tiny_fn, lr, 2, 16, 12)  # 4 tiles; each drops 4 px at inner edges
   for key in ('sr', 'steps', 'details'):

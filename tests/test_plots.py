@@ -14,7 +14,7 @@ from PIL import Image
 from dssr_jax import checkpoint
 from dssr_jax import model as model_lib
 from dssr_jax import plots
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def _is_png(path, min_size=(200, 100)):
 
 def test_bicubic_helper_is_pytorch_bicubic():
   x = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
-  want = np.asarray(resize.torch_bicubic_up(jnp.asarray(x)[None], 2))[0]
+  want = np.asarray(torch_bicubic.up(jnp.asarray(x)[None], 2))[0]
   np.testing.assert_allclose(plots.torch_bicubic_up(x, 2), want, atol=1e-6)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from dssr_jax import cli
 from dssr_jax import image_files
-from dssr_jax import imresize
+from dssr_jax import matlab_bicubic
 from dssr_jax import inference
 from dssr_jax import input_pipeline
 from dssr_jax import metrics
@@ -54,7 +54,7 @@ def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE
   for i, rec in enumerate(cli.progress(records, total=8 * len(names), desc='held-out',
                                        unit='image')):
     lr = np.asarray(rec.lr, np.float32) / 255.0
-    bic = image_files.to_uint8(imresize.imresize(lr, scale))
+    bic = image_files.to_uint8(matlab_bicubic.imresize(lr, scale))
     out = fn(lr[None])
     sr = image_files.to_uint8(out['sr'][0])
     rows.append({'name': rec.name, 'sigma': float(rec.sigma),

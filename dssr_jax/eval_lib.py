@@ -59,10 +59,10 @@ class EvalOptions:
 
 def bicubic_sr_fn(scale: int) -> tiling.SRFn:
   """The bicubic baseline: MATLAB imresize x`scale` of each LR image (float64, no quantisation)."""
-  from dssr_jax import imresize  # pylint: disable=g-import-not-at-top
+  from dssr_jax import matlab_bicubic  # pylint: disable=g-import-not-at-top
 
   def fn(lr: np.ndarray) -> dict[str, np.ndarray]:
-    return {'sr': np.stack([imresize.imresize(np.asarray(x, np.float64), scale) for x in lr])}
+    return {'sr': np.stack([matlab_bicubic.imresize(np.asarray(x, np.float64), scale) for x in lr])}
 
   return fn
 

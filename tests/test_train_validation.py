@@ -10,7 +10,7 @@ from configs import smoke
 from dssr_jax import degrade
 from dssr_jax import demo_report
 from dssr_jax import image_files
-from dssr_jax import imresize
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
@@ -65,7 +65,7 @@ def test_validator_scores_the_network_on_each_images_gaussian8_lr(benchmark_dir,
   y, x = np.mgrid[-10:11, -10:11]
   for sigma in (0.8, 1.6):
     k = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
-    lr = imresize.imresize(degrade.blur(hr / 255.0, k / k.sum()), 0.5)
+    lr = matlab_bicubic.imresize(degrade.blur(hr / 255.0, k / k.sum()), 0.5)
     lr = np.round(np.clip(lr, 0, 1) * 255) / np.float32(255)
     sr = np.asarray(apply(state.params, lr[None].astype(np.float32))['sr'][0])
     srs.append(sr)

@@ -25,7 +25,7 @@ import numpy as np
 from dssr_jax import cli
 from dssr_jax import image_files
 from dssr_jax import matlab_bicubic
-from dssr_jax import inference
+from dssr_jax import upscaling
 from dssr_jax import input_pipeline
 from dssr_jax import metrics
 from dssr_jax import testsets
@@ -39,7 +39,7 @@ ZOOM = 2  # Each crop pixel drawn as ZOOM x ZOOM screen pixels, so that the deta
 GAP = 6  # White pixels between panels.
 
 
-def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
+def evaluate(loaded: upscaling.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
              ) -> tuple[list[dict], dict | None]:
   """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir.
 
@@ -47,7 +47,7 @@ def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE
   its images and the network's per-step outputs (None when hr_dir has no such image).
   """
   scale = loaded.config['scale']
-  fn = inference.make_sr_fn(loaded)
+  fn = upscaling.make_sr_fn(loaded)
   names = [p.stem for p in image_files.list_images(hr_dir)]
   records = testsets.gaussian8(hr_dir, scale)
   rows, kept = [], None
@@ -187,7 +187,7 @@ def summary_line(bicubic: float, dssr: float, scale: int) -> str:
 
 def report(workdir) -> dict:
   """Evaluates, writes results.json and comparison.png into WORKDIR/demo, prints the summary."""
-  loaded = inference.load_model(workdir)
+  loaded = upscaling.load_model(workdir)
   scale = loaded.config['scale']
   out = epath.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'

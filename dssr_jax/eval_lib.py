@@ -36,7 +36,7 @@ import numpy as np
 
 from dssr_jax import cli
 from dssr_jax import image_files
-from dssr_jax import inference
+from dssr_jax import upscaling
 from dssr_jax import metrics
 from dssr_jax import testsets
 from dssr_jax import tiling
@@ -54,7 +54,7 @@ class EvalOptions:
   self_ensemble: bool = False
   tile: int = 0  # 0: full images, as the published protocol does.
   overlap: int = 32
-  max_memory_gb: float | None = None  # None: inference.default_memory_budget()
+  max_memory_gb: float | None = None  # None: upscaling.default_memory_budget()
 
 
 def bicubic_sr_fn(scale: int) -> tiling.SRFn:
@@ -291,14 +291,14 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     requested = None
     if model_config is not None:
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
-    loaded = inference.load_model(checkpoint, step, requested)
+    loaded = upscaling.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
-    fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
+    fn = upscaling.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
     if not options.tile:
       # Before any image is scored: what the full images need; a refusal when they cannot fit.
-      planner = inference.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
+      planner = upscaling.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
                                        overlap=options.overlap)
       for scale in scales:
         for name in datasets:
@@ -314,7 +314,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
   for scale in scales:
     sr_fn = make_fn(scale)
     if options.self_ensemble:
-      sr_fn = inference.self_ensemble(sr_fn)
+      sr_fn = upscaling.self_ensemble(sr_fn)
     for name in datasets:
       records = load_records(data_dir, name, scale, options.setting, cache_dir)
       if show_progress:

@@ -11,7 +11,7 @@ inputs): greyscale stays greyscale, alpha is kept (upscaled with bicubic), 16-bi
 output. Existing outputs are kept unless --overwrite.
 Images whose compiled program fits --max_memory_gb run whole, larger ones in the largest tiles
 that fit (XLA's memory analysis; see docs/inference.md); --tile forces a size.
-The library behind it is `dssr_jax.inference`.
+The library behind it is `dssr_jax.upscaling`.
 """
 
 from __future__ import annotations
@@ -101,27 +101,27 @@ def main(argv: Sequence[str]) -> int:
   if not files:
     print('error: no input images', file=sys.stderr)
     return 1
-  from dssr_jax import inference  # pylint: disable=g-import-not-at-top
+  from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
   cli.use_compilation_cache(FLAGS.jax_cache_dir)
   requested = {'dtype': FLAGS.dtype} if FLAGS.dtype else None
   try:
-    loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step, requested)
+    loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step, requested)
   except (ValueError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   scale = int(loaded.config['scale'])
-  sr_fn = inference.make_sr_fn(loaded, ('sr', 'details') if FLAGS.save_details else ('sr',))
+  sr_fn = upscaling.make_sr_fn(loaded, ('sr', 'details') if FLAGS.save_details else ('sr',))
   planner = None
   if not FLAGS.tile:
     try:  # before any work: can the budget hold the smallest tile?
-      planner = inference.tile_planner(sr_fn, scale, max_memory_gb=FLAGS.max_memory_gb,
+      planner = upscaling.tile_planner(sr_fn, scale, max_memory_gb=FLAGS.max_memory_gb,
                                        overlap=FLAGS.overlap)
       planner.check_smallest()
     except ValueError as e:
       print(f'error: {e}', file=sys.stderr)
       return 2
   if FLAGS.self_ensemble:
-    sr_fn = inference.self_ensemble(sr_fn)
+    sr_fn = upscaling.self_ensemble(sr_fn)
   out_dir = epath.Path(FLAGS.out)
   targets: dict[epath.Path, epath.Path] = {}
   failed = len(errors)
@@ -138,7 +138,7 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr)
       continue
     try:
-      inference.upscale_file(
+      upscaling.upscale_file(
           sr_fn, src, dst, scale, tile=FLAGS.tile, overlap=FLAGS.overlap, planner=planner,
           save_details=FLAGS.save_details,
           on_plan=lambda p, i=i, src=src: print(f'[{i}/{len(files)}] {src}: {p.describe()}',

@@ -24,7 +24,7 @@ import numpy as np
 
 from dssr_jax import cli
 from dssr_jax import image_files
-from dssr_jax import inference
+from dssr_jax import upscaling
 
 
 def _pyplot():
@@ -221,9 +221,9 @@ def main(argv):
         raise ValueError
     except ValueError:
       raise app.UsageError(f'--box must be Y,X,SIZE (three integers), got {FLAGS.box!r}') from None
-  loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step)
+  loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step)
   scale = int(loaded.config['scale'])
-  fn = inference.make_sr_fn(loaded)
+  fn = upscaling.make_sr_fn(loaded)
   if figure == 'details':
     stats, names, first = [], [], None
     for path in FLAGS.hr:

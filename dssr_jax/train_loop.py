@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import image_files
-from dssr_jax import inference
+from dssr_jax import upscaling
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
 
@@ -171,7 +171,7 @@ def load_init_params(config, source: str) -> tuple[Any, int]:
   if text:
     raise ValueError(f'{where} holds a checkpoint of another network ({text}); fine-tuning needs '
                      'the same network: use the matching config. Nothing was written.')
-  inference.check_param_shapes(train_lib.create_model(config.model), params, where)
+  upscaling.check_param_shapes(train_lib.create_model(config.model), params, where)
   return params, step
 
 

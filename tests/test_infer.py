@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dssr_jax import image_files
-from dssr_jax import inference
+from dssr_jax import upscaling
 from dssr_jax import torch_bicubic
 from dssr_jax import tiling
 
@@ -99,16 +99,16 @@ def test_dihedral_inverse_and_self_ensemble():
   x = rng.random((1, 5, 7, 3)).astype(np.float32)
   shapes = set()
   for k in range(8):
-    shapes.add(inference.dihedral(x, k).shape)
-    np.testing.assert_array_equal(inference.dihedral_inverse(inference.dihedral(x, k), k), x)
+    shapes.add(upscaling.dihedral(x, k).shape)
+    np.testing.assert_array_equal(upscaling.dihedral_inverse(upscaling.dihedral(x, k), k), x)
   assert shapes == {(1, 5, 7, 3), (1, 7, 5, 3)}
-  assert len({inference.dihedral(x, k).tobytes() for k in range(8)}) == 8
+  assert len({upscaling.dihedral(x, k).tobytes() for k in range(8)}) == 8
 
   # Nearest-neighbour upscaling commutes with every flip/transpose: the ensemble changes nothing.
   def nearest(lr):
     return {'sr': np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2)}
 
-  np.testing.assert_allclose(inference.self_ensemble(nearest)(x)['sr'], nearest(x)['sr'], atol=1e-7)
+  np.testing.assert_allclose(upscaling.self_ensemble(nearest)(x)['sr'], nearest(x)['sr'], atol=1e-7)
 
   # A fn that ignores its input and returns a fixed pattern: the ensemble is the pattern averaged
   # over the 8 symmetries of the square, computed here by hand for a 2x2 output.
@@ -119,12 +119,12 @@ def test_dihedral_inverse_and_self_ensemble():
   sq = np.zeros((1, 1, 1, 1), np.float32)
   # Rows/columns flips and transposes of [[1,2],[3,4]]: corners 1 and 4 map onto each other and
   # onto 2 and 3, so every output pixel is the mean 2.5.
-  np.testing.assert_allclose(inference.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
+  np.testing.assert_allclose(upscaling.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
 
 
 def _d4(x, k, flip):
   """One of the 8 symmetries of the square on axes (-3, -2): mirror the columns (flip), then
-  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `inference.dihedral`."""
+  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `upscaling.dihedral`."""
   if flip:
     x = x[..., :, ::-1, :]
   return np.rot90(x, k, axes=(-3, -2))
@@ -153,7 +153,7 @@ def test_self_ensemble_averages_all_eight_transforms():
     per = [{k: _d4_inverse(v, k_rot, flip) for k, v in _lopsided(_d4(x, k_rot, flip)).items()}
            for flip in (False, True) for k_rot in range(4)]
     want = {k: np.mean([p[k] for p in per], axis=0) for k in ('sr', 'steps')}
-    got = inference.self_ensemble(_lopsided)(x)
+    got = upscaling.self_ensemble(_lopsided)(x)
     for k in ('sr', 'steps'):
       assert got[k].shape == want[k].shape
       np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)
@@ -164,12 +164,12 @@ def test_self_ensemble_averages_all_eight_transforms():
 
 def test_merge_model_config():
   saved = {'scale': 2, 'channels': 16, 'num_steps': 2, 'dtype': 'float32', 'remat': False}
-  got = inference.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
+  got = upscaling.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
   assert got == dict(saved, dtype='bfloat16')
   with pytest.raises(ValueError, match=r'channels=128 \(checkpoint has 16\).*num_steps=4'):
-    inference.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
+    upscaling.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
   with pytest.raises(ValueError, match=r'scale=4 \(checkpoint has 2\)'):
-    inference.merge_model_config(saved, {'scale': 4}, source='ck')
+    upscaling.merge_model_config(saved, {'scale': 4}, source='ck')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ TINY = helpers.TINY
 
 @pytest.fixture(scope='module')
 def tiny_fn(tiny_ckpt):
-  return inference.make_sr_fn(inference.load_model(tiny_ckpt))
+  return upscaling.make_sr_fn(upscaling.load_model(tiny_ckpt))
 
 
 def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtures_dir, tmp_path):
@@ -195,9 +195,9 @@ def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtur
   cfg = {k: int(z[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps')}
   sd = {k[len('sd/'):]: z[k] for k in z.files if k.startswith('sd/')}
   checkpoint.save_params(tmp_path, convert.torch_to_flax(sd, model_lib.DSSR(**cfg)), cfg)
-  loaded = inference.load_model(tmp_path / 'checkpoints')
+  loaded = upscaling.load_model(tmp_path / 'checkpoints')
   assert loaded.step == 0 and loaded.config == cfg
-  out = inference.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
+  out = upscaling.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
   np.testing.assert_allclose(out['sr'], z['output'].transpose(0, 2, 3, 1), atol=1e-5)
   np.testing.assert_allclose(out['steps'], z['outs'].transpose(0, 1, 3, 4, 2), atol=1e-5)
   np.testing.assert_allclose(out['details'], z['details'].transpose(0, 1, 3, 4, 2), atol=1e-5)
@@ -221,16 +221,16 @@ def test_tiled_network_matches_untiled(tiny_fn):
 
 def test_load_model_rejects_mismatches(tiny_ckpt, tmp_path):
   with pytest.raises(ValueError, match=r'channels=16 \(checkpoint has 8\)'):
-    inference.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
-  assert inference.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16')).config['dtype'] == (
-      'bfloat16')
+    upscaling.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
+  loaded = upscaling.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16'))
+  assert loaded.config['dtype'] == 'bfloat16'
   # A checkpoint whose meta lies about the network: caught by the parameter shapes.
   params, _, _ = checkpoint.load_params(tiny_ckpt)
   checkpoint.save_params(tmp_path, params, dict(TINY, recon_blocks=2))
   with pytest.raises(ValueError, match='do not fit the network'):
-    inference.load_model(tmp_path)
+    upscaling.load_model(tmp_path)
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    inference.load_model(tmp_path / 'nowhere')
+    upscaling.load_model(tmp_path / 'nowhere')
 
 
 def _write_inputs(d):
@@ -266,7 +266,7 @@ def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path):
   assert not (out / 'broken_x2.png').exists()
   # Alpha: PyTorch-bicubic upscaled input alpha, to 8-bit rounding.
   got_alpha = np.asarray(Image.open(out / 'rgba_x2.png'))[:, :, 3].astype(np.float32)
-  want = inference.upscale_alpha(rgba[:, :, 3] / np.float32(255), 2) * 255
+  want = upscaling.upscale_alpha(rgba[:, :, 3] / np.float32(255), 2) * 255
   assert np.abs(got_alpha - want).max() <= 0.5 + 1e-3
   # 16-bit stays 16-bit: more than 256 distinct levels survive.
   g16 = np.asarray(Image.open(out / 'grey16_x2.png'))

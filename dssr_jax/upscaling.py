@@ -1,4 +1,4 @@
-"""Inference: a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
+"""Upscaling (inference): a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
 
 `load_model` -> `make_sr_fn` -> (optionally `self_ensemble`) -> `tiling.tiled_apply` is what
 eval, the figures, the demo and `python -m dssr_jax.infer` run; `tile_planner` picks the tile from

@@ -18,7 +18,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from dssr_jax import cli
+from dssr_jax import commands
 from dssr_jax import eval_lib
 
 config_flags.DEFINE_config_file(
@@ -47,7 +47,7 @@ flags.DEFINE_float('max_memory_gb', None, 'Memory budget of one pass in GB (defa
                    'available RAM on CPU, 80% of the device memory on GPU/TPU).')
 flags.DEFINE_integer('overlap', 32, 'LR overlap between tiles.')
 flags.DEFINE_string('cache_dir', None, 'Where degraded LR test images may be cached.')
-flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR,
+flags.DEFINE_string('jax_cache_dir', commands.CACHE_DIR,
                     'JAX persistent compilation cache ("" to disable).')
 
 FLAGS = flags.FLAGS
@@ -68,7 +68,7 @@ def _run(scales):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cli.use_compilation_cache(FLAGS.jax_cache_dir)
+  commands.use_compilation_cache(FLAGS.jax_cache_dir)
   if FLAGS.workdir and FLAGS.checkpoint:
     raise app.UsageError('pass --workdir or --checkpoint, not both')
   try:
@@ -95,5 +95,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
-  app.run(main)
+  commands.run(main)

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import model as model_lib
 
 _BLOCK = re.compile(r'^block_(\d+)$')
@@ -184,6 +183,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   _define_flags()
   app.run(main)

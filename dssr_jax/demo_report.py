@@ -22,13 +22,13 @@ from absl import logging
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import image_files
-from dssr_jax import matlab_bicubic
-from dssr_jax import upscaling
 from dssr_jax import input_pipeline
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
+from dssr_jax import progress
 from dssr_jax import testsets
+from dssr_jax import upscaling
 
 # The figure's photo and Gaussian8 sigma (index into the eight): the photo with the more
 # texture at a mid-range blur, chosen before looking at any network's output.
@@ -51,7 +51,7 @@ def evaluate(loaded: upscaling.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE
   names = [p.stem for p in image_files.list_images(hr_dir)]
   records = testsets.gaussian8(hr_dir, scale)
   rows, kept = [], None
-  for i, rec in enumerate(cli.progress(records, total=8 * len(names), desc='held-out',
+  for i, rec in enumerate(progress.progress(records, total=8 * len(names), desc='held-out',
                                        unit='image')):
     lr = np.asarray(rec.lr, np.float32) / 255.0
     bic = image_files.to_uint8(matlab_bicubic.imresize(lr, scale))
@@ -231,7 +231,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   flags.DEFINE_string('workdir', None, 'The demo\'s training workdir (its latest checkpoint is '
                       'scored).', required=True)
   app.run(main)

@@ -34,12 +34,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import image_files
-from dssr_jax import upscaling
 from dssr_jax import metrics
+from dssr_jax import progress
 from dssr_jax import testsets
 from dssr_jax import tiling
+from dssr_jax import upscaling
 
 SETTINGS = ('gaussian8', 'div2krk', 'paired')
 METHODS = ('dssr', 'bicubic')
@@ -318,8 +318,8 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     for name in datasets:
       records = load_records(data_dir, name, scale, options.setting, cache_dir)
       if show_progress:
-        records = cli.progress(records, total=len(stems[name, scale]), desc=f'{name} x{scale}',
-                               unit='img')
+        records = progress.progress(records, total=len(stems[name, scale]),
+                                    desc=f'{name} x{scale}', unit='img')
       save = None
       if save_images is not None:
         save = (lambda rec, sr, name=name, scale=scale: image_files.write_png(

@@ -24,7 +24,7 @@ from absl import app
 from absl import flags
 from etils import epath
 
-from dssr_jax import cli
+from dssr_jax import commands
 
 LIST_EXTENSIONS = ('.txt', '.lst')
 FLAGS = flags.FLAGS
@@ -47,7 +47,7 @@ def _define_flags():
   flags.DEFINE_bool('overwrite', False, 'Replace existing outputs.')
   flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], 'Compute dtype (default: the '
                     "checkpoint's).")
-  flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR, 'JAX persistent compilation cache '
+  flags.DEFINE_string('jax_cache_dir', commands.CACHE_DIR, 'JAX persistent compilation cache '
                       '("" to disable).')
 
 
@@ -102,7 +102,7 @@ def main(argv: Sequence[str]) -> int:
     print('error: no input images', file=sys.stderr)
     return 1
   from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
-  cli.use_compilation_cache(FLAGS.jax_cache_dir)
+  commands.use_compilation_cache(FLAGS.jax_cache_dir)
   requested = {'dtype': FLAGS.dtype} if FLAGS.dtype else None
   try:
     loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step, requested)
@@ -154,6 +154,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -22,7 +22,6 @@ from absl import flags
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import image_files
 from dssr_jax import upscaling
 
@@ -249,6 +248,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   _define_flags()
   app.run(main)

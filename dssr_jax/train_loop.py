@@ -21,9 +21,9 @@ import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import image_files
-from dssr_jax import upscaling
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
+from dssr_jax import upscaling
 
 ITEMS = ('params', 'opt_state', 'meta')
 INIT_PATCH = 16  # Parameter shapes do not depend on the image size.

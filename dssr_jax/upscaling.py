@@ -20,8 +20,8 @@ from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import fast
 from dssr_jax import image_files
 from dssr_jax import model as model_lib
-from dssr_jax import torch_bicubic
 from dssr_jax import tiling
+from dssr_jax import torch_bicubic
 
 SRFn = tiling.SRFn
 

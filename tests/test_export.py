@@ -15,8 +15,8 @@ import helpers
 
 from dssr_jax import checkpoint
 from dssr_jax import export
-from dssr_jax import upscaling
 from dssr_jax import model as model_lib
+from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

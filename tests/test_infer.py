@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from dssr_jax import image_files
-from dssr_jax import upscaling
-from dssr_jax import torch_bicubic
 from dssr_jax import tiling
+from dssr_jax import torch_bicubic
+from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

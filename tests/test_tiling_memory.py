@@ -13,9 +13,9 @@ import helpers
 
 from dssr_jax import eval_lib
 from dssr_jax import image_files
-from dssr_jax import upscaling
 from dssr_jax import model as model_lib
 from dssr_jax import tiling
+from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -13,12 +13,16 @@ behaviour:
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
 from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
+
+# JAX's persistent compilation cache: every new image size compiles once, later runs load it.
+CACHE_DIR = os.path.join('~', '.cache', 'dssr_jax', 'xla')
 
 # What a user's input can cause. Everything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
@@ -72,3 +76,10 @@ def run(main: Callable[[list[str]], int | None]) -> None:
     return None
 
   app.run(wrapped, flags_parser=_parse_flags)
+
+
+def use_compilation_cache(directory: str) -> None:
+  """Turns on JAX's persistent compilation cache in `directory` ('' leaves it off)."""
+  if directory:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(directory))

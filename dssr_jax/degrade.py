@@ -219,11 +219,6 @@ def downsample(img: np.ndarray, scale: int, degradation: str) -> np.ndarray:
   raise ValueError(f'degradation must be one of {DEGRADATIONS}, got {degradation!r}')
 
 
-def quantize(img: np.ndarray) -> np.ndarray:
-  """round(clip(img, 0, 1) * 255) as uint8."""
-  return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def degrade(hr: np.ndarray, kernel: np.ndarray, scale: int, degradation: str = 'iso',
             noise_std: float = 0.0, rng: Optional[np.random.Generator] = None) -> np.ndarray:
   """Blur, downsample, optional Gaussian noise (std on the [0, 1] scale). Float, not quantised."""

@@ -1,24 +1,21 @@
-r"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gaussian8 blur.
+"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gaussian8 blur.
 
-  python -m dssr_jax.demo_report --workdir=workdirs/demo
-
-Scores the latest checkpoint in WORKDIR on the photos that demo training leaves out
-(`input_pipeline.EMBEDDED_HOLDOUT`), degraded with the eight Gaussian8 kernels at the network's
+`report(workdir)` scores the latest checkpoint in WORKDIR on the photos that demo training leaves
+out (`input_pipeline.EMBEDDED_HOLDOUT`), degraded with the eight Gaussian8 kernels at the network's
 scale (docs/design.md section 4): MATLAB-bicubic upscaling against DSSR, Y-PSNR with the scale
 cropped from each border. Writes into WORKDIR/demo:
   results.json    per image and sigma, and the means;
   comparison.png  one held-out photo, zoomed in on a crop: LR (nearest) | bicubic | DSSR | HR, and
                   below it the detail map of each of the T recurrent steps beside the detail
-                  bicubic misses (HR - bicubic).
+                  they learn to restore (HR - PyTorch bicubic, `losses.detail_target`).
 Prints the table, then a line `Held-out gain over bicubic: +G.GG dB (...)` and the figure's path.
+The command is `dssr-demo-report` (dssr_jax/commands/demo_report.py).
 """
 
 import json
+import runpy
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
 from etils import epath
 import numpy as np
 
@@ -26,6 +23,7 @@ from dssr_jax import image_files
 from dssr_jax import input_pipeline
 from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
+from dssr_jax import plots
 from dssr_jax import progress
 from dssr_jax import testsets
 from dssr_jax import upscaling
@@ -101,11 +99,6 @@ def detail_box(hr: np.ndarray, bic: np.ndarray, size: int, scale: int) -> tuple[
   return int(tops[i]), int(lefts[j])
 
 
-def detail_panel(d: np.ndarray, gain: float) -> np.ndarray:
-  """A signed detail map (float, around 0) as grey-centred uint8: 0.5 + gain * d."""
-  return image_files.to_uint8(0.5 + gain * np.asarray(d, np.float32))
-
-
 def _font(size: int):
   from PIL import ImageFont  # pylint: disable=g-import-not-at-top
   try:
@@ -137,8 +130,9 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
   """The comparison figure of one evaluated record (`evaluate`'s second result) and its caption.
 
   Top row: the crop of LR (nearest) | bicubic | DSSR | HR. Bottom row: step t's detail map
-  (t = 1..T) and HR - bicubic, the detail there is to restore, all drawn as 0.5 + g d with one
-  gain g. Every pixel is shown as a zoom x zoom block.
+  (t = 1..T) and HR - bic (the target each map is trained towards: the network's own PyTorch
+  bicubic, not the MATLAB bicubic of the top row), all drawn as 0.5 + g d with one gain g. Every
+  pixel is shown as a zoom x zoom block.
   """
   hr, bic, sr, lr, row = kept['hr'], kept['bicubic'], kept['sr'], kept['lr'], kept['row']
   size = min(size, *hr.shape[:2]) // scale * scale
@@ -150,14 +144,15 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
             f'DSSR {row["psnr_dssr"]:.2f} dB', 'HR']
   top_row = [_labelled(big(p), t) for p, t in zip(images, labels)]
 
-  target = (hr.astype(np.float32) - bic.astype(np.float32)) / 255.0
+  target = plots.true_detail(hr, lr, scale)
   details = [crop(d) for d in kept['details']] + [crop(target)]
   # One gain for every map, so that they compare: the largest map's 99.5th percentile -> 0.45.
   spread = max(float(np.percentile(np.abs(d), 99.5)) for d in details)
   gain = 0.45 / max(spread, 1e-6)
   labels = [f'step {t} detail, SR_{t} {p:.2f} dB'
-            for t, p in enumerate(row['psnr_steps'], start=1)] + ['HR - bicubic']
-  bottom_row = [_labelled(big(detail_panel(d, gain)), t) for d, t in zip(details, labels)]
+            for t, p in enumerate(row['psnr_steps'], start=1)] + ['target: HR - bic']
+  panels = [image_files.to_uint8(image_files.detail_image(d, gain)) for d in details]
+  bottom_row = [_labelled(big(p), t) for p, t in zip(panels, labels)]
   caption = (f'{row["name"]}, Gaussian8 sigma {row["sigma"]:.2f} x{scale} (held out): '
              f'{size}x{size} HR crop at (y={top}, x={left}) shown {zoom}x; detail maps as '
              f'0.5 + {gain:.1f} d; dB are Y-PSNR of the whole image')
@@ -219,18 +214,6 @@ def report(workdir) -> dict:
   return summary
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  # orbax and jax log every restore step at INFO/WARNING; the report is what the user reads.
-  logging.set_verbosity(logging.ERROR)
-  try:
-    report(flags.FLAGS.workdir)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit(f'demo_report: {e}')
 
-
-if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'The demo\'s training workdir (its latest checkpoint is '
-                      'scored).', required=True)
-  app.run(main)
+if __name__ == '__main__':  # `python -m dssr_jax.demo_report` is the command dssr_jax/commands/demo_report.py
+  runpy.run_module('dssr_jax.commands.demo_report', run_name='__main__', alter_sys=True)

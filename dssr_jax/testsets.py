@@ -14,10 +14,8 @@ Paired sets in the authors' LQGT layout: `ROOT/HR/x{s}/` and `ROOT/LRblur/x{s}/`
 same names; `paired` scores any LR/HR pairs (the authors' LR files, another paper's set, one's own).
 
 Every path may be local or a URL that etils.epath understands (gs://...). numpy only (no
-tensorflow, except what epath uses for URLs).
-
-  python -m dssr_jax.testsets gaussian8 --hr_dir=HR --out_dir=OUT [--name=NAME] --scales=2,3,4
-  python -m dssr_jax.testsets div2krk --hr_dir=HR --out_dir=OUT [--seed=0] [--scales=2,4]
+tensorflow, except what epath uses for URLs). The command that writes the sets is `dssr-testsets`
+(dssr_jax/commands/testsets.py).
 """
 
 import dataclasses
@@ -26,11 +24,9 @@ import io
 import logging
 import math
 import re
-import sys
+import runpy
 from typing import Iterator, Optional, Sequence
 
-from absl import app
-from absl import flags
 from etils import epath
 import numpy as np
 from scipy import io as sio
@@ -92,7 +88,7 @@ def _stored(hr: np.ndarray, grey: bool) -> np.ndarray:
 
 def gaussian8_lr(hr: np.ndarray, sigma: float, scale: int) -> np.ndarray:
   """The Gaussian8 LR image (uint8) of a modcropped uint8 HR image for one sigma."""
-  return degrade.quantize(degrade.degrade(hr / 255.0, degrade.isotropic_kernel(sigma), scale))
+  return image_files.to_uint8(degrade.degrade(hr / 255.0, degrade.isotropic_kernel(sigma), scale))
 
 
 def gaussian8_stem(name: str, sigma: float) -> str:
@@ -251,7 +247,7 @@ def div2krk_lr(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
   """DIV2KRK's LR of a uint8 HR image: blur with the kernel aligned to the block centre, keep
   `img[::s, ::s]`, round to 8 bits (reproduces the shipped LR images at 50-54 dB)."""
   aligned = degrade.align_kernel(kernel, scale)
-  return degrade.quantize(degrade.degrade(hr / 255.0, aligned, scale, 'aniso'))
+  return image_files.to_uint8(degrade.degrade(hr / 255.0, aligned, scale, 'aniso'))
 
 
 def div2krk_kernel(seed: int, index: int, scale: int) -> np.ndarray:
@@ -379,50 +375,5 @@ def paired(root, scale: int) -> Iterator[Record]:
     yield Record(name=l.stem, sigma=None, hr=hr, lr=lr, grey=info.grey, lr_stem=l.stem)
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line.
-
-FLAGS = flags.FLAGS
-COMMANDS = ('gaussian8', 'div2krk')
-DEFAULT_SCALES = {'gaussian8': (2, 3, 4), 'div2krk': (2, 4)}
-
-
-def _define_flags():
-  flags.DEFINE_string('hr_dir', None, 'Folder of HR images.', required=True)
-  flags.DEFINE_string('out_dir', None, 'gaussian8: the data folder, written as OUT/NAME/HR/xS and '
-                      'OUT/NAME/LRblur/xS; div2krk: the set\'s own folder (OUT/gt, OUT/lr_xS, '
-                      'OUT/gt_k_xS).', required=True)
-  flags.DEFINE_string('name', None, 'gaussian8: the dataset folder name (default: the name of '
-                      '--hr_dir).')
-  flags.DEFINE_list('scales', None, 'Scales to write (default: gaussian8 2,3,4; div2krk 2,4).')
-  flags.DEFINE_integer('seed', 0, 'div2krk: the seed of the kernels.')
-  flags.DEFINE_bool('overwrite', False, 'Replace existing files.')
-
-
-def main(argv):
-  if len(argv) != 2 or argv[1] not in COMMANDS:
-    raise app.UsageError(f'give one command, one of {COMMANDS}; got {argv[1:]}')
-  command = argv[1]
-  try:
-    try:
-      scales = [int(s) for s in FLAGS.scales] if FLAGS.scales else DEFAULT_SCALES[command]
-    except ValueError as e:
-      raise ValueError(f'--scales must be integers, got {FLAGS.scales}') from e
-    if command == 'gaussian8':
-      n = export_gaussian8(FLAGS.hr_dir, FLAGS.out_dir, scales=scales, name=FLAGS.name,
-                           overwrite=FLAGS.overwrite)
-      name = FLAGS.name or epath.Path(FLAGS.hr_dir).name
-      print(f'wrote {n} LR/HR pairs to {epath.Path(FLAGS.out_dir) / name}')
-    else:
-      if FLAGS.name:
-        raise ValueError('--name is for gaussian8; div2krk writes into --out_dir itself')
-      n = make_div2krk(FLAGS.hr_dir, FLAGS.out_dir, seed=FLAGS.seed, scales=scales,
-                       overwrite=FLAGS.overwrite)
-      print(f'wrote {n} images to {FLAGS.out_dir}')
-  except (ValueError, FileExistsError, FileNotFoundError) as e:
-    sys.exit(f'error: {e}')
-
-
-if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+if __name__ == '__main__':  # `python -m dssr_jax.testsets` is the command dssr_jax/commands/testsets.py
+  runpy.run_module('dssr_jax.commands.testsets', run_name='__main__', alter_sys=True)

@@ -255,8 +255,8 @@ def self_ensemble(fn: SRFn) -> SRFn:
 
 def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
   """Alpha channel [h, w] upscaled with PyTorch's bicubic (the network only sees colour)."""
-  mh, mw = torch_bicubic.up_matrices((1,) + alpha.shape + (1,), scale)
-  return np.clip(mh @ alpha.astype(np.float32) @ mw.T, 0, 1)
+  up = torch_bicubic.up(alpha.astype(np.float32)[None, :, :, None], scale)
+  return np.clip(np.asarray(up)[0, :, :, 0], 0, 1)
 
 
 def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, scale: int, *,
@@ -291,6 +291,6 @@ def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, sc
     details = out['details'][:, 0].astype(np.float32)
     image_files.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
     for t, d in enumerate(details, start=1):
-      # Detail maps are signed residuals around 0: shown as 0.5 + d, as the paper's Fig. 4 does.
-      image_files.write_png(f'{stem}_detail_t{t}.png', image_files.to_uint8(0.5 + d))
+      image_files.write_png(f'{stem}_detail_t{t}.png',
+                            image_files.to_uint8(image_files.detail_image(d)))
   return plan

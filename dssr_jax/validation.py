@@ -20,11 +20,6 @@ from dssr_jax import model as model_lib
 DIV2KRK_SEED = 0
 
 
-def detail_image(detail: np.ndarray) -> np.ndarray:
-  """A detail map (zero-centred, HxWx3) as a viewable image: 0.5 + d, clipped."""
-  return np.clip(0.5 + detail, 0.0, 1.0)
-
-
 def pick_records(records, num_images: int, num_sigmas: int) -> list:
   """The first `num_images` images, each at `num_sigmas` kernel widths spread over Gaussian8's.
 
@@ -87,7 +82,7 @@ class Validator:
       psnrs.append(metrics_lib.psnr_y(sr, rec.hr, crop=self.scale))
       if i == 0:
         images[f'val/{rec.name}_sr'] = out['sr'][0:1].clip(0, 1)
-        images[f'val/{rec.name}_detail'] = detail_image(out['details'][-1, 0])[None]
+        images[f'val/{rec.name}_detail'] = image_files.detail_image(out['details'][-1, 0])[None]
     scores = {'val/psnr': float(np.mean(psnrs))}
     writer.write_scalars(step, scores)
     writer.write_images(step, images)

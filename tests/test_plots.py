@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,17 +31,15 @@ def _is_png(path, min_size=(200, 100)):
     return im.format == 'PNG' and im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
 
 
-def test_bicubic_helper_is_pytorch_bicubic():
-  x = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
-  want = np.asarray(torch_bicubic.up(jnp.asarray(x)[None], 2))[0]
-  np.testing.assert_allclose(plots.torch_bicubic_up(x, 2), want, atol=1e-6)
-
-
 def test_detail_stats_by_hand():
   rng = np.random.default_rng(1)
   hr = (rng.random((8, 10, 3)) * 255).astype(np.uint8)
   lr = (rng.random((4, 5, 3)) * 255).astype(np.uint8)
-  true = hr / 255.0 - plots.torch_bicubic_up(lr / 255.0, 2)
+  # The detail the loss targets: HR minus PyTorch's bicubic of the LR (docs/design.md section 2).
+  bic = np.einsum('Hh,hwc,Ww->HWc', torch_bicubic.bicubic_matrix(4, 8, False, 2), lr / 255.0,
+                  torch_bicubic.bicubic_matrix(5, 10, False, 2))
+  true = hr / 255.0 - bic
+  np.testing.assert_allclose(plots.true_detail(hr, lr, 2), true, atol=1e-6)
   details = np.stack([np.zeros_like(true), true, true + 0.25])
   s = plots.detail_stats(details, hr, lr, 2)
   np.testing.assert_allclose(s['l1_to_true'], [np.abs(true).mean(), 0, 0.25], atol=1e-6)

@@ -282,7 +282,7 @@ def test_infer_writes_to_gs(gcs, gs_run, child_env, tmp_path):
   _put(root, 'in/grey.png', _png(_photo(9, 11, 3)[:, :, 0]))
   proc = _child(['-m', 'dssr_jax.infer', f'{root}/in', f'--checkpoint={root}/run',
                  f'--out={root}/sr', '--jax_cache_dir='], child_env, tmp_path)
-  assert '2 of 2 inputs done' in proc.stderr
+  assert f'2 of 2 inputs upscaled into {root}/sr' in proc.stderr
   stored = {n: v for n, v in gcs_emulator.objects(env, f'{root}/sr/').items() if not n.endswith('/')}
   assert sorted(stored) == ['sr/grey_x2.png', 'sr/photo_x2.png']  # ('sr/': a folder marker)
   with Image.open(io.BytesIO(stored['sr/photo_x2.png'])) as im:

@@ -48,7 +48,7 @@ def test_gaussian8_is_deterministic_and_cached(tmp_path):
   assert [r.grey for r in first[::8]] == [False, True]
   assert first[0].hr.shape == (36, 42, 3) and first[0].lr.shape == (12, 14, 3)
   # The LR is the blur + MATLAB bicubic down of docs/design.md, rounded.
-  want = degrade.quantize(degrade.bicubic_down(
+  want = image_files.to_uint8(degrade.bicubic_down(
       degrade.blur(first[3].hr / 255.0, degrade.isotropic_kernel(first[3].sigma)), 3))
   np.testing.assert_array_equal(first[3].lr, want)
   again = list(testsets.gaussian8(hr_dir, 3))
@@ -151,8 +151,8 @@ def test_div2krk_right_kernel_beats_wrong_kernels_by_a_margin(benchmark_dir, sca
     wrong['x4 kernel of the x2 kernel'] = degrade.x4_kernel(k2.kernel)
   scores = {name: _window_psnr(r, scale, lambda hr, k=k: testsets.div2krk_lr(hr, k, scale))
             for name, k in wrong.items()}
-  scores['unaligned'] = _window_psnr(
-      r, scale, lambda hr: degrade.quantize(degrade.degrade(hr / 255.0, r.kernel, scale, 'aniso')))
+  unaligned = lambda hr: image_files.to_uint8(degrade.degrade(hr / 255.0, r.kernel, scale, 'aniso'))
+  scores['unaligned'] = _window_psnr(r, scale, unaligned)
   for name, score in scores.items():
     assert right - score > 5.0, (name, right, score)
 

@@ -110,12 +110,17 @@ def _flag_parser(main: Main) -> Callable[[list[str]], list[str]]:
   return parse
 
 
+# orbax warns, on every checkpoint it opens for reading, that it opened it for reading.
+_NOT_NEWS = ('Given directory is read only', 'CheckpointManagerOptions.read_only=True')
+
+
 class _QuietLibraries(std_logging.Filter):
   """Drops other libraries' INFO records (orbax logs a dozen per checkpoint opened)."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/dssr_jax/' in record.pathname or (
-        record.pathname.endswith(('train.py', 'eval.py')))
+    if '/dssr_jax/' in record.pathname or record.pathname.endswith(('train.py', 'eval.py')):
+      return True
+    return record.levelno >= std_logging.WARNING and not record.getMessage().startswith(_NOT_NEWS)
 
 
 def run(main: Main) -> None:

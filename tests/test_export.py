@@ -4,6 +4,7 @@ tensorflow alone), give DSSR.apply's SR; metadata; bad shapes and overwrites."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -81,6 +82,9 @@ def test_jax_export_cli_runs_with_jax_alone_at_any_batch(tiny_ckpt, params, tmp_
   proc = _python(['-m', 'dssr_jax.export', f'--checkpoint={tiny_ckpt}', f'--out={out}',
                   '--lr_shape=b,12,16,3'], REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  # No library's log lines (orbax notes every checkpoint it opens read-only) around the result.
+  assert not re.search(r'^([IW]\d{4} |INFO:|WARNING:)', proc.stderr, re.M), proc.stderr
+  assert f'wrote {out} (' in proc.stderr
   meta = json.loads((tmp_path / 'dssr.jaxexport.json').read_text())
   assert meta['scale'] == 2 and meta['compute_dtype'] == 'float32'
   assert meta['input'] == {'name': 'lr', 'shape': ['b', 12, 16, 3], 'range': [0.0, 1.0],

@@ -1,6 +1,5 @@
 """Inference: tiling with blending, the x8 self-ensemble, image round trips, the CLI, bad inputs."""
 
-import json
 import os
 import pathlib
 import subprocess

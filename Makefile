@@ -1,12 +1,12 @@
 # Two commands on a fresh machine: `make test` and `make demo`.
-# The virtual environment is (re)built whenever requirements.txt changes.
+# The virtual environment is (re)built whenever requirements.txt or requirements-lib.txt changes.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: test demo figures clean-venv
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-lib.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements.txt

@@ -24,7 +24,6 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from dssr_jax import cli
 from dssr_jax import commands
 from dssr_jax import eval_lib
 from dssr_jax import html_report
@@ -63,7 +62,7 @@ flags.DEFINE_float('max_memory_gb', None, 'Memory budget of one pass in GB (defa
                    'available RAM on CPU, 80% of the device memory on GPU/TPU).')
 flags.DEFINE_integer('overlap', 32, 'LR overlap between tiles.')
 flags.DEFINE_string('cache_dir', None, 'Where degraded LR test images may be cached.')
-flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR,
+flags.DEFINE_string('jax_cache_dir', commands.CACHE_DIR,
                     'JAX persistent compilation cache ("" to disable).')
 
 FLAGS = flags.FLAGS
@@ -79,7 +78,7 @@ def _numbers(name: str, values, kind):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cli.use_compilation_cache(FLAGS.jax_cache_dir)
+  commands.use_compilation_cache(FLAGS.jax_cache_dir)
   scales = _numbers('scales', FLAGS.scales, int)
   widths = _numbers('kernel_widths', FLAGS.kernel_widths, float)
   if FLAGS.output:
@@ -113,5 +112,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   commands.run(main)

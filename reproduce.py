@@ -33,7 +33,7 @@ from configs import default
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import commands
 from dssr_jax import eval_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import paper
 
 G8 = ('Set5', 'Set14', 'BSD100', 'Urban100', 'Manga109')
@@ -234,10 +234,10 @@ def reproduce(table: str, root, data_dir: str, settings: Sequence[str] = (),
               datasets: Sequence[str] | None = None, overwrite: bool = False
               ) -> list[dict[str, Any]]:
   """Trains every run of `table` (resuming), scores it, writes the three table files."""
-  root = imageio.absolute(root)
+  root = image_files.absolute(root)
   s = only(spec(table), datasets)
   outputs = output_paths(root, table)
-  imageio.check_free(outputs, overwrite)  # Before hours of training, not after.
+  image_files.check_free(outputs, overwrite)  # Before hours of training, not after.
   from dssr_jax import train_loop  # pylint: disable=g-import-not-at-top  (tf.data)
   configs = {name: load_config(c, settings) for name, c in s.runs.items()}
   for config in configs.values():  # Every config is sound before anything trains.
@@ -257,9 +257,9 @@ def reproduce(table: str, root, data_dir: str, settings: Sequence[str] = (),
     report = eval_lib.evaluate(data_dir=data_dir, datasets=score.datasets, scales=[score.scale],
                                options=_options(score), show_progress=False, **kwargs)
     table_rows.extend(rows(score, report))
-  imageio.write_text(outputs[0], markdown(table, table_rows))
-  imageio.write_text(outputs[1], json.dumps({'table': table, 'rows': table_rows}, indent=1) + '\n')
-  imageio.write_text(outputs[2], csv_text(table_rows))
+  image_files.write_text(outputs[0], markdown(table, table_rows))
+  image_files.write_text(outputs[1], json.dumps({'table': table, 'rows': table_rows}, indent=1) + '\n')
+  image_files.write_text(outputs[2], csv_text(table_rows))
   return table_rows
 
 

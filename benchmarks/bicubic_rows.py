@@ -20,8 +20,8 @@ from PIL import Image
 
 sys.path.insert(0, __file__.rsplit('/benchmarks/', 1)[0])
 from dssr_jax import degrade  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dssr_jax import imageio  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dssr_jax import imresize  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dssr_jax import image_files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dssr_jax import matlab_bicubic  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dssr_jax import paper  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -39,7 +39,7 @@ def blurred(hr: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def lr_ours(b: np.ndarray, scale: int) -> np.ndarray:
-  return degrade.quantize(imresize.imresize(b, 1.0 / scale))
+  return image_files.to_uint8(matlab_bicubic.imresize(b, 1.0 / scale))
 
 
 def lr_pil(b: np.ndarray, scale: int) -> np.ndarray:
@@ -51,13 +51,13 @@ def lr_pil(b: np.ndarray, scale: int) -> np.ndarray:
 
 
 def scores(hr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[float, float]:
-  sr = imageio.to_uint8(imresize.imresize(lr / 255.0, scale))
+  sr = image_files.to_uint8(matlab_bicubic.imresize(lr / 255.0, scale))
   return metrics.psnr_y(sr, hr, scale), metrics.psnr_rgb(sr, hr, scale)
 
 
 def images(dataset: str, scale: int):
-  for f in imageio.list_images(f'{FLAGS.data_dir}/{dataset}'):
-    hr = imageio.read_image(f)
+  for f in image_files.list_images(f'{FLAGS.data_dir}/{dataset}'):
+    hr = image_files.read_image(f)
     yield hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
 
 

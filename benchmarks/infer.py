@@ -12,7 +12,7 @@ Each case runs in its own subprocess so that its peak memory is its own: device 
 (`peak_bytes_in_use`) on GPU/TPU; on CPU the process's peak RSS (VmHWM), reset after compilation
 and warm-up so the number is that of inference itself (the peak including compilation is printed
 too). Time per image is the median of `--repeats` runs of the whole inference path
-(`inference.make_sr_fn`: host image in, SR image back on the host), compilation and one warm-up
+(`upscaling.make_sr_fn`: host image in, SR image back on the host), compilation and one warm-up
 run excluded. The tiled case is what `python -m dssr_jax.infer --tile=N` runs: 1020x678 LR at x2
 (a 2K-class 2040x1356 output); `full2k` is the same image in one piece; `x2_256` and `x4_256` a
 256x256 LR image (a small photo). `--variant` items: DSSR fields, `execution=plain|cpu|
@@ -89,7 +89,7 @@ def run_one(spec: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from dssr_jax import inference  # pylint: disable=g-import-not-at-top
+  from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
   from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from dssr_jax import tiling  # pylint: disable=g-import-not-at-top
 
@@ -101,8 +101,8 @@ def run_one(spec: dict) -> dict:
   model = model_lib.DSSR(**kw)
   params = common.random_params(model, (1, 16, 16, 3))
   kw.pop('execution')
-  loaded = inference.LoadedModel(model=model, params=params, config=kw, step=0, path='random')
-  fn = inference.make_sr_fn(loaded, ('sr',))
+  loaded = upscaling.LoadedModel(model=model, params=params, config=kw, step=0, path='random')
+  fn = upscaling.make_sr_fn(loaded, ('sr',))
   lr = np.random.default_rng(0).random((1, spec['h'], spec['w'], 3), np.float32)
   tiled = spec['case'] == 'tiled2k'
   dev = jax.local_devices()[0]

@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dssr_jax import imageio  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dssr_jax import image_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Patches/s the paper network's train step consumes on one H100 (batch 8: x2 32 ms, x4 58 ms per
 # step; benchmarks/train_step.py).
@@ -93,7 +93,7 @@ def _div2k_like(args) -> str:
       mix = (np.eye(3) + rng.normal(0.0, 0.15, (3, 3))).astype(np.float32)
       out[y0:y1, x0:x1] = tile @ mix.T * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20)
   out += rng.normal(0.0, rng.uniform(1.0, 3.0), out.shape).astype(np.float32)
-  imageio.write_png(path, np.clip(np.round(out), 0, 255).astype(np.uint8))
+  image_files.write_png(path, np.clip(np.round(out), 0, 255).astype(np.uint8))
   return f'{path.name}: {path.stat().st_size / 1e6:.2f} MB'
 
 

@@ -6,7 +6,7 @@ Upload an image (PNG, JPEG, TIFF, WebP, BMP, GIF; greyscale, alpha and 16-bit ke
 `python -m dssr_jax.infer` does), optionally tick the x8 self-ensemble, and get: a slider over
 bicubic and DSSR, the detail maps of the T recurrent steps, and the upscaled file to download,
 byte-identical to what `dssr_jax.infer` writes with the same --max_memory_gb and --overlap (both
-call `inference.upscale_image` and `imageio.write_native`). Requests wait in one queue, so two
+call `upscaling.upscale_image` and `image_files.write_native`). Requests wait in one queue, so two
 photos never share the memory budget. The command is `dssr_jax.commands.serve`; this module is the
 page and the pure steps of one request. Only this module imports gradio.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import runpy
 import tempfile
 import time
 import warnings
@@ -24,9 +25,9 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from dssr_jax import imageio
-from dssr_jax import inference
+from dssr_jax import image_files
 from dssr_jax import tiling
+from dssr_jax import upscaling
 
 # The detail maps show this many LR pixels (at most) from the image's centre, at the network's
 # resolution: a whole photo's maps shrunk to a page would show nothing, and a crop costs one
@@ -42,13 +43,13 @@ class Engine:
   """What every request uses, built once at start-up (`make_engine`)."""
   scale: int
   num_steps: int
-  sr_fn: inference.CompiledSR  # outputs 'sr' only: the program `dssr_jax.infer` runs.
-  detail_fn: inference.CompiledSR  # outputs 'details', for the centre crop.
+  sr_fn: upscaling.CompiledSR  # outputs 'sr' only: the program `dssr_jax.infer` runs.
+  detail_fn: upscaling.CompiledSR  # outputs 'details', for the centre crop.
   planner: tiling.TilePlanner
   max_pixels: int  # larger inputs are refused before decoding (Pillow's decompression-bomb limit)
 
 
-def make_engine(loaded: inference.LoadedModel, *, max_memory_gb: float | None = None,
+def make_engine(loaded: upscaling.LoadedModel, *, max_memory_gb: float | None = None,
                 overlap: int = 32, max_pixels: int | None = None) -> Engine:
   """Compiles the network's programs and checks the memory budget, as `dssr_jax.infer` does.
 
@@ -56,11 +57,11 @@ def make_engine(loaded: inference.LoadedModel, *, max_memory_gb: float | None = 
     ValueError: the budget cannot hold even the smallest tile.
   """
   scale = int(loaded.config['scale'])
-  sr_fn = inference.make_sr_fn(loaded, ('sr',))
-  planner = inference.tile_planner(sr_fn, scale, max_memory_gb=max_memory_gb, overlap=overlap)
+  sr_fn = upscaling.make_sr_fn(loaded, ('sr',))
+  planner = upscaling.tile_planner(sr_fn, scale, max_memory_gb=max_memory_gb, overlap=overlap)
   planner.check_smallest()
   return Engine(scale=scale, num_steps=int(loaded.model.num_steps), sr_fn=sr_fn,
-                detail_fn=inference.make_sr_fn(loaded, ('details',)), planner=planner,
+                detail_fn=upscaling.make_sr_fn(loaded, ('details',)), planner=planner,
                 max_pixels=int(max_pixels or Image.MAX_IMAGE_PIXELS))
 
 
@@ -70,8 +71,8 @@ def make_engine(loaded: inference.LoadedModel, *, max_memory_gb: float | None = 
 
 def _header_size(path: str) -> tuple[int, int]:
   """(height, width) from the file's header; TIFF through tifffile, which reads the TIFFs that
-  Pillow cannot (16-bit colour) as `imageio.read_native` does."""
-  if path.lower().endswith(imageio.TIFF_EXTENSIONS):
+  Pillow cannot (16-bit colour) as `image_files.read_native` does."""
+  if path.lower().endswith(image_files.TIFF_EXTENSIONS):
     import tifffile  # pylint: disable=g-import-not-at-top
     try:
       with tifffile.TiffFile(path) as f:
@@ -84,7 +85,7 @@ def _header_size(path: str) -> tuple[int, int]:
       return im.size[::-1]
 
 
-def read_upload(path: str, name: str, max_pixels: int) -> imageio.NativeImage:
+def read_upload(path: str, name: str, max_pixels: int) -> image_files.NativeImage:
   """Decodes an uploaded file, or a ValueError saying what is wrong with it, naming `name`.
 
   The size is read from the header first, so a small file that decodes to a huge image (a
@@ -106,14 +107,14 @@ def read_upload(path: str, name: str, max_pixels: int) -> imageio.NativeImage:
                      f'{max_pixels / 1e6:.0f} megapixels this page accepts (a decompression '
                      'bomb?)')
   try:
-    return imageio.read_native(path)
+    return image_files.read_native(path)
   except ValueError as e:
     raise ValueError(str(e).replace(repr(str(path)), name)) from None
 
 
 def to_display(rgb: np.ndarray, grey: bool) -> np.ndarray:
   """float [h, w, 3] in [0, 1] -> uint8 RGB as an 8-bit file of the input's colour would show."""
-  samples = imageio.to_samples(rgb, None, grey, 8)
+  samples = image_files.to_samples(rgb, None, grey, 8)
   return np.repeat(samples, 3, axis=2) if grey else samples
 
 
@@ -140,10 +141,10 @@ def centre_crop(x: np.ndarray, size: int) -> np.ndarray:
   return x[top:top + size, left:left + size]
 
 
-def detail_maps(fn: inference.SRFn, rgb: np.ndarray) -> list[np.ndarray]:
+def detail_maps(fn: upscaling.SRFn, rgb: np.ndarray) -> list[np.ndarray]:
   """The T steps' detail maps of the centre crop of `rgb`, rendered as `--save_details` does."""
   details = fn(np.ascontiguousarray(centre_crop(rgb, DETAIL_CROP))[None])['details'][:, 0]
-  return [inference.detail_image(d) for d in details]
+  return [upscaling.detail_image(d) for d in details]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +176,7 @@ def upscale_upload(engine: Engine, path: str, out_dir: str, *, self_ensemble: bo
   img = read_upload(path, name, engine.max_pixels)
   sr_fn, detail_fn = engine.sr_fn, engine.detail_fn
   if self_ensemble:
-    sr_fn, detail_fn = inference.self_ensemble(sr_fn), inference.self_ensemble(detail_fn)
+    sr_fn, detail_fn = upscaling.self_ensemble(sr_fn), upscaling.self_ensemble(detail_fn)
   report = progress or (lambda done, total: None)
   plans, done = [], [0]
 
@@ -187,12 +188,12 @@ def upscale_upload(engine: Engine, path: str, out_dir: str, *, self_ensemble: bo
     done[0] += n
     report(done[0], plans[0].tiles)
 
-  up = inference.upscale_image(sr_fn, img, engine.scale, planner=engine.planner,
+  up = upscaling.upscale_image(sr_fn, img, engine.scale, planner=engine.planner,
                                progress=tick, on_plan=planned)
   if done[0] < up.plan.tiles:  # a whole image is one pass, which tiled_apply does not count
     report(up.plan.tiles, up.plan.tiles)
   dst = infer.output_path(pathlib.Path(out_dir), pathlib.Path(name), engine.scale)
-  imageio.write_native(dst, up.samples)
+  image_files.write_native(dst, up.samples)
   slider = slider_pair(to_display(img.rgb, img.grey), to_display(up.out['sr'][0], img.grey))
   details = detail_maps(detail_fn, img.rgb)
   h, w = img.rgb.shape[:2]
@@ -254,7 +255,5 @@ def build(engine: Engine, work_dir: str):
   return page
 
 
-if __name__ == '__main__':
-  from dssr_jax import commands  # pylint: disable=g-import-not-at-top
-  from dssr_jax.commands import serve  # pylint: disable=g-import-not-at-top
-  commands.run(serve.main)
+if __name__ == '__main__':  # `python -m dssr_jax.app` is the command dssr_jax/commands/serve.py
+  runpy.run_module('dssr_jax.commands.serve', run_name='__main__', alter_sys=True)

@@ -17,14 +17,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 CHECKPOINTS = 'checkpoints'
 
 
 def _resolve(path: os.PathLike | str, step: int | None) -> tuple[epath.Path, int | None]:
   """Maps a workdir, its checkpoints/ folder or one checkpoints/<step> folder to (root, step)."""
-  path = imageio.absolute(path)
+  path = image_files.absolute(path)
   if not path.exists():
     raise FileNotFoundError(f'checkpoint path {path} does not exist')
   if (path / CHECKPOINTS).is_dir():
@@ -49,7 +49,7 @@ def save_params(directory: os.PathLike | str, params: Any, model_config: Mapping
 
   Refuses to replace an existing checkpoint of that step unless `overwrite` is set.
   """
-  root = imageio.absolute(directory) / CHECKPOINTS
+  root = image_files.absolute(directory) / CHECKPOINTS
   target = root / str(step)
   if target.exists():
     if not overwrite:

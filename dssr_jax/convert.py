@@ -1,26 +1,19 @@
-r"""The authors' PyTorch state dict <-> dssr_jax params, and a command for released .pth files.
+"""The authors' PyTorch state dict <-> dssr_jax params (docs/design.md section 1.7).
 
-  python -m dssr_jax.convert --pth=AUTHORS.pth --out=WORKDIR --scale=N [--num_steps=4]
-
-writes WORKDIR/checkpoints/0 (params and the model config, `dssr_jax.checkpoint.save_params`;
-WORKDIR may be a URL, gs://...), which eval.py, `python -m dssr_jax.infer` and
-`config.train.init_from` load. It never replaces an existing checkpoint.
-torch is imported only to read the .pth file.
+`convert_state_dict` turns a released .pth file's state dict into a dssr_jax checkpoint; the
+command is `dssr-convert` (dssr_jax/commands/convert.py). torch is imported only to read a .pth
+file.
 """
 
 import re
-import sys
+import runpy
 from typing import Any, Mapping
-
-from absl import app
-from absl import flags
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import model as model_lib
 
 _BLOCK = re.compile(r'^block_(\d+)$')
@@ -153,37 +146,18 @@ def convert_state_dict(state_dict, out_dir, scale: int, num_steps: int = 4) -> d
 
 
 def read_pth(path: str) -> dict[str, np.ndarray]:
+  """The state dict of a .pth file, as numpy arrays (`unwrap_state_dict`).
+
+  Raises:
+    ImportError: PyTorch is not installed.
+  """
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise SystemExit('convert: reading a .pth file needs PyTorch (pip install torch); '
-                     'it is not needed for anything else in dssr_jax') from None
+    raise ImportError('reading a .pth file needs PyTorch (pip install torch); it is not needed '
+                      'for anything else in dssr_jax') from None
   return unwrap_state_dict(torch.load(path, map_location='cpu', weights_only=True))
 
 
-FLAGS = flags.FLAGS
-
-
-def _define_flags():
-  flags.DEFINE_string('pth', None, "The authors' released .pth file.", required=True)
-  flags.DEFINE_string('out', None, 'Workdir to write checkpoints/0 into.', required=True)
-  flags.DEFINE_enum('scale', None, ['2', '3', '4'], 'The scale the weights were trained for.',
-                    required=True)
-  flags.DEFINE_integer('num_steps', 4, 'T, the recurrent steps (not stored in the weights).',
-                       lower_bound=1)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  try:
-    cfg = convert_state_dict(read_pth(FLAGS.pth), FLAGS.out, int(FLAGS.scale), FLAGS.num_steps)
-  except (ValueError, FileExistsError, FileNotFoundError) as e:
-    sys.exit(f'error: {e}')
-  print(f'wrote {FLAGS.out}/checkpoints/0 ({cfg})')
-
-
-if __name__ == '__main__':
-  cli.quiet_tensorflow()
-  _define_flags()
-  app.run(main)
+if __name__ == '__main__':  # `python -m dssr_jax.convert` is the command dssr_jax/commands/convert.py
+  runpy.run_module('dssr_jax.commands.convert', run_name='__main__', alter_sys=True)

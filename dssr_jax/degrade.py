@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 from scipy import signal
 
-from dssr_jax import imresize as imresize_lib
+from dssr_jax import matlab_bicubic
 
 ISO_SIZE = 21
 ANISO_SIZE = 11
@@ -208,7 +208,7 @@ def subsample(img: np.ndarray, scale: int) -> np.ndarray:
 def bicubic_down(img: np.ndarray, scale: int) -> np.ndarray:
   """MATLAB imresize(img, 1/scale, 'bicubic')."""
   scale = _check_scale(scale, 'bicubic_down')
-  return imresize_lib.imresize(np.asarray(img, np.float64), 1.0 / scale)
+  return matlab_bicubic.imresize(np.asarray(img, np.float64), 1.0 / scale)
 
 
 def downsample(img: np.ndarray, scale: int, degradation: str) -> np.ndarray:
@@ -217,11 +217,6 @@ def downsample(img: np.ndarray, scale: int, degradation: str) -> np.ndarray:
   if degradation == 'aniso':
     return subsample(img, scale)
   raise ValueError(f'degradation must be one of {DEGRADATIONS}, got {degradation!r}')
-
-
-def quantize(img: np.ndarray) -> np.ndarray:
-  """round(clip(img, 0, 1) * 255) as uint8."""
-  return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def degrade(hr: np.ndarray, kernel: np.ndarray, scale: int, degradation: str = 'iso',
@@ -332,7 +327,7 @@ def blur_tf(img, kernel):
 def downsample_tf(img, scale: int, degradation: str):
   scale = _check_scale(scale, 'downsample_tf')
   if degradation == 'iso':
-    return imresize_lib.imresize_tf(img, 1.0 / scale)
+    return matlab_bicubic.imresize_tf(img, 1.0 / scale)
   if degradation == 'aniso':
     return img[..., ::scale, ::scale, :]
   raise ValueError(f'degradation must be one of {DEGRADATIONS}, got {degradation!r}')
@@ -391,7 +386,7 @@ def iso_degrade_tf(hr, sigma, scale: int, size: int = ISO_SIZE):
       raise ValueError(f'iso_degrade_tf: size {n} too small for reflect padding by {size // 2}')
     # scatter_nd sums the taps that reflection sends to the same column.
     blur_m = tf.scatter_nd(tf.constant(_reflect_taps(n, size)), tf.tile(g, [n]), [n, n])
-    down = tf.constant(imresize_lib.resize_matrix(n, 1.0 / scale), tf.float32)
+    down = tf.constant(matlab_bicubic.resize_matrix(n, 1.0 / scale), tf.float32)
     return down @ blur_m
 
   mh = axis_matrix(h)

@@ -1,35 +1,33 @@
-r"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gaussian8 blur.
+"""The demo's ending: bicubic vs DSSR on the held-out embedded photos under Gaussian8 blur.
 
-  python -m dssr_jax.demo_report --workdir=workdirs/demo
-
-Scores the latest checkpoint in WORKDIR on the photos that demo training leaves out
-(`input_pipeline.EMBEDDED_HOLDOUT`), degraded with the eight Gaussian8 kernels at the network's
+`report(workdir)` scores the latest checkpoint in WORKDIR on the photos that demo training leaves
+out (`input_pipeline.EMBEDDED_HOLDOUT`), degraded with the eight Gaussian8 kernels at the network's
 scale (docs/design.md section 4): MATLAB-bicubic upscaling against DSSR, Y-PSNR with the scale
 cropped from each border. Writes into WORKDIR/demo:
   results.json    per image and sigma, and the means;
   comparison.png  one held-out photo, zoomed in on a crop: LR (nearest) | bicubic | DSSR | HR, and
                   below it the detail map of each of the T recurrent steps beside the detail
-                  bicubic misses (HR - bicubic).
+                  they learn to restore (HR - PyTorch bicubic, `losses.detail_target`).
 Prints the table, then a line `Held-out gain over bicubic: +G.GG dB (...)` and the figure's path.
+The command is `dssr-demo-report` (dssr_jax/commands/demo_report.py).
 """
 
 import json
+import runpy
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import degrade
 from dssr_jax import eval_lib
-from dssr_jax import imageio
-from dssr_jax import inference
+from dssr_jax import image_files
 from dssr_jax import input_pipeline
 from dssr_jax import metrics
+from dssr_jax import plots
+from dssr_jax import progress
 from dssr_jax import testsets
+from dssr_jax import upscaling
 
 # The figure's photo and Gaussian8 sigma (index into the eight): the photo with the more
 # texture at a mid-range blur, chosen before looking at any network's output.
@@ -40,7 +38,7 @@ ZOOM = 2  # Each crop pixel drawn as ZOOM x ZOOM screen pixels, so that the deta
 GAP = 6  # White pixels between panels.
 
 
-def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
+def evaluate(loaded: upscaling.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
              ) -> tuple[list[dict], dict | None]:
   """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir,
   scored by `eval_lib.score_records` (the protocol of eval.py).
@@ -65,8 +63,8 @@ def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE
       records, eval_lib.network_outputs(eval_lib.bicubic_sr_fn(scale), scale, options), scale,
       options, keep('bicubic'))
   dssr = eval_lib.score_records(
-      cli.progress(records, total=len(records), desc='held-out', unit='image'),
-      eval_lib.network_outputs(inference.make_sr_fn(loaded), scale, options), scale, options,
+      progress.progress(records, total=len(records), desc='held-out', unit='image'),
+      eval_lib.network_outputs(upscaling.make_sr_fn(loaded), scale, options), scale, options,
       keep('sr'))
   rows = [{'name': b['name'], 'sigma': b['sigma'], 'psnr_bicubic': b['psnr'],
            'psnr_dssr': d['psnr'], 'psnr_steps': d['per_step_psnr']}
@@ -119,7 +117,7 @@ def detail_gain(maps) -> float:
 
 def detail_panel(d: np.ndarray, gain: float) -> np.ndarray:
   """A signed detail map (float, around 0) as grey-centred uint8: 0.5 + gain * d."""
-  return imageio.to_uint8(0.5 + gain * np.asarray(d, np.float32))
+  return image_files.to_uint8(image_files.detail_image(d, gain))
 
 
 def _font(size: int):
@@ -153,8 +151,9 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
   """The comparison figure of one evaluated record (`evaluate`'s second result) and its caption.
 
   Top row: the crop of LR (nearest) | bicubic | DSSR | HR. Bottom row: step t's detail map
-  (t = 1..T) and HR - bicubic, the detail there is to restore, all drawn as 0.5 + g d with one
-  gain g. Every pixel is shown as a zoom x zoom block.
+  (t = 1..T) and HR - bic (the target each map is trained towards: the network's own PyTorch
+  bicubic, not the MATLAB bicubic of the top row), all drawn as 0.5 + g d with one gain g. Every
+  pixel is shown as a zoom x zoom block.
   """
   hr, bic, sr, lr, row = kept['hr'], kept['bicubic'], kept['sr'], kept['lr'], kept['row']
   size = min(size, *hr.shape[:2]) // scale * scale
@@ -166,11 +165,11 @@ def figure(kept: dict, scale: int, size: int = CROP, zoom: int = ZOOM) -> tuple[
             f'DSSR {row["psnr_dssr"]:.2f} dB', 'HR']
   top_row = [_labelled(big(p), t) for p, t in zip(images, labels)]
 
-  target = (hr.astype(np.float32) - bic.astype(np.float32)) / 255.0
+  target = plots.true_detail(hr, lr, scale)
   details = [crop(d) for d in kept['details']] + [crop(target)]
   gain = detail_gain(details)
   labels = [f'step {t} detail, SR_{t} {p:.2f} dB'
-            for t, p in enumerate(row['psnr_steps'], start=1)] + ['HR - bicubic']
+            for t, p in enumerate(row['psnr_steps'], start=1)] + ['target: HR - bic']
   bottom_row = [_labelled(big(detail_panel(d, gain)), t) for d, t in zip(details, labels)]
   caption = (f'{row["name"]}, Gaussian8 sigma {row["sigma"]:.2f} x{scale} (held out): '
              f'{size}x{size} HR crop at (y={top}, x={left}) shown {zoom}x; detail maps as '
@@ -197,7 +196,7 @@ def summary_line(bicubic: float, dssr: float, scale: int) -> str:
 
 def report(workdir) -> dict:
   """Evaluates, writes results.json and comparison.png into WORKDIR/demo, prints the summary."""
-  loaded = inference.load_model(workdir)
+  loaded = upscaling.load_model(workdir)
   scale = loaded.config['scale']
   out = epath.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'
@@ -215,9 +214,9 @@ def report(workdir) -> dict:
   fig_path = out / 'comparison.png'
   if kept is not None:
     img, info = figure(kept, scale)
-    imageio.write_png(fig_path, img)
+    image_files.write_png(fig_path, img)
     summary['comparison'] = info
-  imageio.write_text(out / 'results.json', json.dumps(summary, indent=1))
+  image_files.write_text(out / 'results.json', json.dumps(summary, indent=1))
   print(f'Held-out photos {", ".join(summary["held_out"])} (not trained on), Gaussian8 x{scale}, '
         f'Y-PSNR (checkpoint step {loaded.step}):')
   print(table(rows))
@@ -229,19 +228,6 @@ def report(workdir) -> dict:
   return summary
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  # orbax and jax log every restore step at INFO/WARNING; the report is what the user reads.
-  logging.set_verbosity(logging.ERROR)
-  try:
-    report(flags.FLAGS.workdir)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit(f'demo_report: {e}')
 
-
-if __name__ == '__main__':
-  cli.quiet_tensorflow()
-  flags.DEFINE_string('workdir', None, 'The demo\'s training workdir (its latest checkpoint is '
-                      'scored).', required=True)
-  app.run(main)
+if __name__ == '__main__':  # `python -m dssr_jax.demo_report` is the command dssr_jax/commands/demo_report.py
+  runpy.run_module('dssr_jax.commands.demo_report', run_name='__main__', alter_sys=True)

@@ -44,14 +44,14 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
 from dssr_jax import degrade
-from dssr_jax import imageio
-from dssr_jax import inference
+from dssr_jax import image_files
 from dssr_jax import metrics
 from dssr_jax import paper
+from dssr_jax import progress
 from dssr_jax import testsets
 from dssr_jax import tiling
+from dssr_jax import upscaling
 
 METHODS = ('dssr', 'bicubic', 'images')
 
@@ -64,16 +64,16 @@ class EvalOptions:
   self_ensemble: bool = False
   tile: int = 0  # 0: full images, as the published protocol does.
   overlap: int = 32
-  max_memory_gb: float | None = None  # None: inference.default_memory_budget()
+  max_memory_gb: float | None = None  # None: upscaling.default_memory_budget()
   kernel_widths: tuple[float, ...] | None = None  # kernel_width only; None: the paper's per scale.
 
 
 def bicubic_sr_fn(scale: int) -> tiling.SRFn:
   """The bicubic baseline: MATLAB imresize x`scale` of each LR image (float64, no quantisation)."""
-  from dssr_jax import imresize  # pylint: disable=g-import-not-at-top
+  from dssr_jax import matlab_bicubic  # pylint: disable=g-import-not-at-top
 
   def fn(lr: np.ndarray) -> dict[str, np.ndarray]:
-    return {'sr': np.stack([imresize.imresize(np.asarray(x, np.float64), scale) for x in lr])}
+    return {'sr': np.stack([matlab_bicubic.imresize(np.asarray(x, np.float64), scale) for x in lr])}
 
   return fn
 
@@ -105,10 +105,10 @@ class Item:
 
 
 def _hr_listing(d: epath.Path, scale: int, stem: Callable[[str], str]) -> list[Item]:
-  files = imageio.list_images(d)
+  files = image_files.list_images(d)
   if not files:
     raise FileNotFoundError(f'dataset folder {str(d)!r} holds no image files')
-  return [Item(f.stem, stem(f.stem), tuple(n // scale for n in imageio.image_size(f)))
+  return [Item(f.stem, stem(f.stem), tuple(n // scale for n in image_files.image_size(f)))
           for f in files]
 
 
@@ -118,7 +118,7 @@ def _div2krk_listing(d: epath.Path, scale: int) -> list[Item]:
     lr = d / f'lr_x{scale}' / f'{stem}.png'
     if not lr.is_file():
       raise FileNotFoundError(f'DIV2KRK: {str(lr)!r} does not exist')
-    items.append(Item(f'img_{stem[len("im_"):]}', stem, imageio.image_size(lr)))
+    items.append(Item(f'img_{stem[len("im_"):]}', stem, image_files.image_size(lr)))
   return items
 
 
@@ -228,7 +228,7 @@ def check_sr_images(sr_dir: os.PathLike | str, listings: Mapping[tuple[str, int,
       if not path.is_file():
         problems.append(f'{path} (missing)')
         continue
-      got = imageio.image_size(path)
+      got = image_files.image_size(path)
       if tuple(got) != want:
         problems.append(f'{path} (is {got[0]}x{got[1]}, the HR is {want[0]}x{want[1]})')
   if problems:
@@ -257,7 +257,7 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
                 grey_as_y: bool, lr: np.ndarray | None = None) -> dict[str, Any]:
   """Y-PSNR/SSIM of one output ({'sr': [H,W,3]} and optionally 'steps' and 'details':
   [T,H,W,3]) against HR; with `details` and the uint8 `lr`, also `detail_l1` per step."""
-  sr = imageio.to_uint8(out['sr'])
+  sr = image_files.to_uint8(out['sr'])
   if sr.shape != hr.shape:
     raise ValueError(f'SR output {sr.shape} and HR {hr.shape} differ in size')
   row = {'psnr': metrics.psnr_y(sr, hr, scale, grey_as_y),
@@ -267,9 +267,9 @@ def score_image(out: Mapping[str, np.ndarray], hr: np.ndarray, scale: int,
   if steps is not None:
     steps = np.asarray(steps, np.float64)
     running = np.cumsum(steps, axis=0) / np.arange(1, len(steps) + 1)[:, None, None, None]
-    row['per_step_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y)
+    row['per_step_psnr'] = [metrics.psnr_y(image_files.to_uint8(s), hr, scale, grey_as_y)
                             for s in steps]
-    row['per_step_mean_psnr'] = [metrics.psnr_y(imageio.to_uint8(s), hr, scale, grey_as_y)
+    row['per_step_mean_psnr'] = [metrics.psnr_y(image_files.to_uint8(s), hr, scale, grey_as_y)
                                  for s in running]
   if out.get('details') is not None and lr is not None:
     row['detail_l1'] = detail_l1(out['details'], lr, hr, scale)
@@ -302,7 +302,7 @@ def network_outputs(sr_fn: tiling.SRFn, scale: int, options: EvalOptions) -> Out
 
 def saved_outputs(sr_dir: os.PathLike | str, dataset: str, scale: int) -> Outputs:
   """record -> {'sr'}: the SR image made elsewhere, read from `image_path(sr_dir, ...)`."""
-  return lambda rec: {'sr': imageio.read_image(image_path(sr_dir, dataset, scale, rec.lr_stem))
+  return lambda rec: {'sr': image_files.read_image(image_path(sr_dir, dataset, scale, rec.lr_stem))
                       / 255.0}
 
 
@@ -324,7 +324,7 @@ def score_records(records: Iterable[Any], outputs: Outputs, scale: int, options:
                            options.grey_as_y and bool(getattr(rec, 'grey', False)), lr))
     images.append(row)
     if on_image is not None:
-      on_image(rec, lr, {**out, 'sr': imageio.to_uint8(out['sr'])}, row)
+      on_image(rec, lr, {**out, 'sr': image_files.to_uint8(out['sr'])}, row)
   if not images:
     raise ValueError('no test images were found')
   result = {'psnr': mean([r['psnr'] for r in images]),
@@ -432,7 +432,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     requested = None
     if model_config is not None:
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
-    loaded = inference.load_model(checkpoint, step, requested)
+    loaded = upscaling.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
   else:
@@ -449,11 +449,11 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     check_sr_images(sr_dir, listings)
     run['sr_dir'] = str(sr_dir)
   if method == 'dssr':
-    fn = inference.make_sr_fn(loaded, ('sr', 'steps', 'details'))
+    fn = upscaling.make_sr_fn(loaded, ('sr', 'steps', 'details'))
     make_fn = lambda _: fn
     if not options.tile:
       # Before any image is scored: what the full images need; a refusal when they cannot fit.
-      planner = inference.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
+      planner = upscaling.tile_planner(fn, scales[0], max_memory_gb=options.max_memory_gb,
                                        overlap=options.overlap)
       for scale in scales:
         for name in datasets:
@@ -463,7 +463,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
   else:
     make_fn = bicubic_sr_fn
   if save_images is not None:
-    imageio.check_free([image_path(save_images, name, scale, i.lr_stem)
+    image_files.check_free([image_path(save_images, name, scale, i.lr_stem)
                         for (name, scale, _), items in listings.items() for i in items], overwrite)
     run['saved_images'] = str(save_images)
   results = []
@@ -473,14 +473,14 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     else:
       sr_fn = make_fn(scale)
       if options.self_ensemble:
-        sr_fn = inference.self_ensemble(sr_fn)
+        sr_fn = upscaling.self_ensemble(sr_fn)
     for name in datasets:
       for width in widths_of(options, scale):
         items = listings[name, scale, width]
         records = setting.records(dataset_dir(data_dir, name), scale, width, items, cache_dir)
         if show_progress:
           desc = f'{name} x{scale}' + ('' if width is None else f' width {width:g}')
-          records = cli.progress(records, total=len(items), desc=desc, unit='img')
+          records = progress.progress(records, total=len(items), desc=desc, unit='img')
 
         shown = method + ('+' if options.self_ensemble else '')
         head = {'dataset': name, 'scale': scale, 'setting': options.setting,
@@ -488,7 +488,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
 
         def each(rec, lr, out, row, name=name, scale=scale, head=head):
           if save_images is not None:
-            imageio.write_png(image_path(save_images, name, scale, rec.lr_stem), out['sr'])
+            image_files.write_png(image_path(save_images, name, scale, rec.lr_stem), out['sr'])
           if on_image is not None:
             on_image(head, rec, lr, out, row)
 
@@ -641,14 +641,14 @@ def output_paths(output: os.PathLike | str) -> tuple[epath.Path, epath.Path]:
 
 def check_outputs_free(output: os.PathLike | str, overwrite: bool) -> None:
   """Refuses (before any work) to replace earlier results unless `overwrite`."""
-  imageio.check_free(output_paths(output), overwrite)
+  image_files.check_free(output_paths(output), overwrite)
 
 
 def write_report(report: Mapping[str, Any], output: os.PathLike | str,
                  overwrite: bool = False) -> tuple[epath.Path, epath.Path]:
-  """Writes the JSON and the CSV beside it, each whole or not at all (`imageio.write_text`)."""
+  """Writes the JSON and the CSV beside it, each whole or not at all (`image_files.write_text`)."""
   check_outputs_free(output, overwrite)
   json_path, csv_path = output_paths(output)
-  imageio.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
-  imageio.write_text(csv_path, csv_text(report))
+  image_files.write_text(json_path, json.dumps(_json_safe(report), indent=1) + '\n')
+  image_files.write_text(csv_path, csv_text(report))
   return json_path, csv_path

@@ -1,21 +1,10 @@
-r"""Exports a checkpoint's forward pass, to run without this library (or flax, or Python's JAX).
+r"""A checkpoint's forward pass as an artifact that runs without this library (or flax).
 
-  python -m dssr_jax.export --checkpoint=WORKDIR --out=dssr_x2.jaxexport --lr_shape=1,256,256,3 \
-      [--dtype=bfloat16] [--format=savedmodel] [--platforms=cpu,cuda] [--step=N] [--overwrite]
-
-The exported function maps LR f32[B, H, W, 3] (RGB, NHWC, values in [0, 1]) to SR
-f32[B, sH, sW, 3] (the network's `sr`, not clipped: clip to [0, 1] and round for 8 bits). H and
-W are fixed (the network's bicubic matrices depend on them: tile larger images, see
-docs/inference.md); a batch written as a name (`--lr_shape=b,256,256,3`) is symbolic, any size.
-`--dtype` is the compute dtype; inputs, outputs and weights stay float32.
-
-- `--format=jax` (default): serialized StableHLO (`jax.export`), weights inside. Load it with
-  `jax.export.deserialize(open(path, 'rb').read()).call(lr)`.
-- `--format=savedmodel`: a TensorFlow SavedModel (jax2tf, native serialization), signature
-  `serving_default`: {'lr': f32[B, H, W, 3]} -> {'sr': f32[B, sH, sW, 3]}.
-
-Beside OUT goes OUT.json: scale, shapes, dtypes, value range, layout, platforms, the model config
-and checkpoint step. An existing OUT (or OUT.json) is kept unless --overwrite.
+`write` exports LR f32[B, H, W, 3] (RGB, NHWC, values in [0, 1]) -> SR f32[B, sH, sW, 3] (the
+network's `sr`, not clipped) as serialized StableHLO (`jax.export`, format 'jax') or a TensorFlow
+SavedModel (jax2tf, format 'savedmodel'), with a JSON sidecar OUT.json that says how to feed it.
+H and W are fixed (the network's bicubic matrices depend on them); a batch written as a name is
+symbolic. The command is `dssr-export` (dssr_jax/commands/export.py), whose help says more.
 """
 
 from __future__ import annotations
@@ -23,21 +12,16 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import runpy
 import shutil
-import sys
 import tempfile
 from typing import Any, Sequence
 
-from absl import app
-from absl import flags
-
-from dssr_jax import cli
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 FORMATS = ('jax', 'savedmodel')
 DTYPES = ('float32', 'bfloat16')
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
-FLAGS = flags.FLAGS
 
 
 def parse_lr_shape(text: str) -> tuple[int | str, int, int, int]:
@@ -85,7 +69,7 @@ def sr_function(loaded, dtype: str, platforms: Sequence[str]):
   """(params, lr) -> sr: the network with `dtype` compute, in the fastest form for `platforms`
   (their `fast.Execution`; a CPU + accelerator export gets the accelerator's)."""
   from dssr_jax import fast  # pylint: disable=g-import-not-at-top
-  execution = fast.CPU if tuple(platforms) == ('cpu',) else fast.ACCELERATOR
+  execution = fast.best(next((p for p in platforms if p != 'cpu'), 'cpu'))
   model = loaded.model.clone(dtype=dtype, execution=execution)
   return lambda params, lr: model.apply({'params': params}, lr)['sr']
 
@@ -161,7 +145,7 @@ def sidecar_path(out: os.PathLike | str) -> pathlib.Path:
 
 def check_outputs_free(out: os.PathLike | str, overwrite: bool) -> None:
   """Refuses (before any work) to replace an existing artifact or sidecar unless `overwrite`."""
-  imageio.check_free([pathlib.Path(out), sidecar_path(out)], overwrite)
+  image_files.check_free([pathlib.Path(out), sidecar_path(out)], overwrite)
 
 
 def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: str = 'jax',
@@ -179,7 +163,7 @@ def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: st
     raise ValueError(f'{out} is a folder; --format=jax writes a file')
   if fmt == 'jax':
     blob = export_jax(loaded, lr_shape, dtype, platforms).serialize()
-    imageio.write_bytes(out, bytes(blob))
+    image_files.write_bytes(out, bytes(blob))
   else:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
@@ -191,48 +175,10 @@ def write(loaded, out: os.PathLike | str, lr_shape: Sequence[int | str], fmt: st
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
   meta = metadata(loaded, lr_shape, fmt, dtype, platforms)
-  imageio.write_text(sidecar_path(out), json.dumps(meta, indent=1) + '\n')
+  image_files.write_text(sidecar_path(out), json.dumps(meta, indent=1) + '\n')
   return meta
 
 
-def _define_flags():
-  flags.DEFINE_string('checkpoint', None, 'Workdir, its checkpoints/ folder, or one '
-                      'checkpoints/<step> folder.', required=True)
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-  flags.DEFINE_string('out', None, 'The file (--format=jax) or folder (savedmodel) to write.',
-                      required=True)
-  flags.DEFINE_string('lr_shape', None, 'B,H,W,3 of the LR input; B may be a name (b) for any '
-                      'batch size.', required=True)
-  flags.DEFINE_enum('format', 'jax', FORMATS, 'jax: serialized StableHLO (jax.export); '
-                    'savedmodel: TensorFlow SavedModel (jax2tf).')
-  flags.DEFINE_enum('dtype', 'float32', DTYPES, 'Compute dtype (inputs, outputs and weights '
-                    'stay float32).')
-  flags.DEFINE_string('platforms', None, f'Comma-separated platforms to run on, of {PLATFORMS} '
-                      '(default: the one this process runs on).')
-  flags.DEFINE_bool('overwrite', False, 'Replace an existing --out.')
 
-
-def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  try:
-    lr_shape = parse_lr_shape(FLAGS.lr_shape)
-    check_outputs_free(FLAGS.out, FLAGS.overwrite)
-    platforms = parse_platforms(FLAGS.platforms)
-    from dssr_jax import inference  # pylint: disable=g-import-not-at-top
-    loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step)
-    meta = write(loaded, FLAGS.out, lr_shape, FLAGS.format, FLAGS.dtype, platforms,
-                 FLAGS.overwrite)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
-  print(f'wrote {FLAGS.out} ({meta["format"]}: lr {meta["input"]["shape"]} -> sr '
-        f'{meta["output"]["shape"]}, {FLAGS.dtype}, {",".join(platforms)}) and '
-        f'{sidecar_path(FLAGS.out)}', file=sys.stderr)
-  return 0
-
-
-if __name__ == '__main__':
-  cli.quiet_tensorflow()
-  _define_flags()
-  app.run(lambda argv: sys.exit(main(argv)))
+if __name__ == '__main__':  # `python -m dssr_jax.export` is the command dssr_jax/commands/export.py
+  runpy.run_module('dssr_jax.commands.export', run_name='__main__', alter_sys=True)

@@ -1,6 +1,6 @@
 """Faster ways to compute DSSR, and the one switch that picks them: `Execution`.
 
-Every form here computes what its plain counterpart in `layers.py`, `resize.py` or `model.py`
+Every form here computes what its plain counterpart in `layers.py`, `torch_bicubic.py` or `model.py`
 computes, with the same parameters (tests/test_fast.py holds each equal to the plain form, values
 and gradients). A form stays only while docs/performance.md shows it faster on a real use: CPU
 inference, GPU/TPU training or inference, the test suite or `make demo`.
@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dssr_jax import layers
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +54,14 @@ class Execution:
     return Up if self.phase_up else layers.Up
 
   def bicubic_up(self, x: jax.Array, scale: int) -> jax.Array:
-    """`resize.torch_bicubic_up`, banded or dense."""
-    resample = banded_resize if self.banded_bicubic else resize.resize_with
-    return resample(x, *resize.up_matrices(x.shape, scale))
+    """`torch_bicubic.up`, banded or dense."""
+    resample = banded_resize if self.banded_bicubic else torch_bicubic.resize_with
+    return resample(x, *torch_bicubic.up_matrices(x.shape, scale))
 
   def bicubic_down(self, x: jax.Array, scale: int) -> jax.Array:
-    """`resize.torch_bicubic_down`, banded or dense."""
-    resample = banded_resize if self.banded_bicubic else resize.resize_with
-    return resample(x, *resize.down_matrices(x.shape, scale))
+    """`torch_bicubic.down`, banded or dense."""
+    resample = banded_resize if self.banded_bicubic else torch_bicubic.resize_with
+    return resample(x, *torch_bicubic.down_matrices(x.shape, scale))
 
 
 PLAIN = Execution()
@@ -193,7 +193,7 @@ def _banded_axis(x: jax.Array, m: np.ndarray, axis: int) -> jax.Array:
 
 
 def banded_resize(x: jax.Array, mh: np.ndarray, mw: np.ndarray) -> jax.Array:
-  """`resize.resize_with` for bicubic matrices (<= 4 non-zeros per row), as gathers."""
+  """`torch_bicubic.resize_with` for bicubic matrices (<= 4 non-zeros per row), as gathers."""
   return _banded_axis(_banded_axis(x, mh, 1), mw, 2)
 
 

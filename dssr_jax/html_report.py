@@ -52,7 +52,7 @@ from PIL import Image
 
 from dssr_jax import demo_report
 from dssr_jax import eval_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import paper
 
 CROP = 96  # HR pixels per side of the crop the page shows.
@@ -77,7 +77,7 @@ def check_free(html_dir: os.PathLike | str, overwrite: bool) -> None:
                      f'images beside it), not an .html file: {str(root)!r}')
   if root.exists() and not root.is_dir():
     raise ValueError(f'--html {str(root)!r} is a file; it must name a folder')
-  imageio.check_free([root / PAGE, root / IMAGES], overwrite)
+  image_files.check_free([root / PAGE, root / IMAGES], overwrite)
 
 
 def choose_box(hr: np.ndarray, bicubic: np.ndarray, scale: int, crop: int = CROP,
@@ -140,7 +140,7 @@ def material(head: Mapping[str, Any], record: Any, lr: np.ndarray, out: Mapping[
   else:
     bic_out = eval_lib.bicubic_sr_fn(scale)(np.asarray(lr, np.float64)[None] / 255.0)
     bic_out = {'sr': bic_out['sr'][0]}
-    bic = imageio.to_uint8(bic_out['sr'])
+    bic = image_files.to_uint8(bic_out['sr'])
     grey = bool(head.get('grey_as_y')) and bool(getattr(record, 'grey', False))
     bic_row = eval_lib.score_image(bic_out, hr, scale, grey)
   box = choose_box(hr, bic, scale, crop, window)
@@ -168,7 +168,7 @@ def material(head: Mapping[str, Any], record: Any, lr: np.ndarray, out: Mapping[
       files[name] = demo_report.detail_panel(d, gain)
       details.append([name, 'HR - bicubic' if t == len(maps) else
                       f'step {t} detail' + ('' if p is None else f', SR_{t} {p:.2f} dB')])
-  encoded = {k: imageio.png_bytes(v) for k, v in files.items()}
+  encoded = {k: image_files.png_bytes(v) for k, v in files.items()}
   # A lossy thumbnail is enough to show where the crop lies, and far smaller than a PNG.
   encoded['thumb.jpg'] = _jpeg_bytes(thumbnail(sr, thumb))
   stem = getattr(record, 'lr_stem', '') or record.name
@@ -209,13 +209,13 @@ class Collector:
     entry, files = material(head, record, lr, out, row, *self.sizes)
     folder = self.root / image_dir(head['dataset'], int(head['scale']), entry['name'])
     for name, data in files.items():
-      imageio.write_bytes(folder / name, data)
+      image_files.write_bytes(folder / name, data)
     self.entries.append(entry)
 
   def write(self, report: Mapping[str, Any]) -> epath.Path:
     """Writes DIR/index.html for `report` (eval_lib.evaluate's) and the images added."""
     path = self.root / PAGE
-    imageio.write_text(path, page_html(report, self.entries))
+    image_files.write_text(path, page_html(report, self.entries))
     return path
 
 
@@ -234,9 +234,9 @@ def screenshot(html_dir: os.PathLike | str, out: os.PathLike | str, image: str |
   `browser`: a playwright Browser to use; None starts Chromium (the one on PATH, else
   playwright's) and closes it again. Needs playwright (pip install playwright).
   """
-  imageio.check_free([out], overwrite)
-  page_path = imageio.absolute(epath.Path(html_dir) / PAGE)
-  if imageio.is_url(page_path) or not page_path.is_file():
+  image_files.check_free([out], overwrite)
+  page_path = image_files.absolute(epath.Path(html_dir) / PAGE)
+  if image_files.is_url(page_path) or not page_path.is_file():
     raise FileNotFoundError(f'no report at {str(page_path)!r} (a local folder written by '
                             'eval.py --html)')
   if browser is None:
@@ -267,7 +267,7 @@ def screenshot(html_dir: os.PathLike | str, out: os.PathLike | str, image: str |
     data = page.screenshot()
   finally:
     page.close()
-  imageio.write_bytes(out, data)
+  image_files.write_bytes(out, data)
   return epath.Path(out)
 
 

@@ -23,11 +23,11 @@ sources: the photos inside the scikit-image wheel ('embedded', in memory, no dow
 image files ('folders', recursive, several mixed, local or URLs such as gs://; tf.io reads both) or
 a TFDS dataset ('tfds', random access through `tfds.data_source`, i.e. prepared in array_record
 format; read by Python, see `_ExitGuard`). Odd files are handled on the way in:
-grey/RGBA/palette/16-bit become 8-bit RGB as `imageio.read_image` makes them; files whose header is
-unreadable, truncated files and formats tf.io cannot decode (TIFF) are skipped at the scan with a
-warning naming them; images smaller than the crop are skipped with a logged count; a file that fails
-to decode later is replaced by a deterministic draw of another image (depending on (seed, v) only)
-and named on stderr.
+grey/RGBA/palette/16-bit become 8-bit RGB as `image_files.read_image` makes them; files whose
+header is unreadable, truncated files and formats tf.io cannot decode (TIFF) are skipped at the
+scan with a warning naming them; images smaller than the crop are skipped with a logged count; a
+file that fails to decode later is replaced by a deterministic draw of another image (depending on
+(seed, v) only) and named on stderr.
 """
 
 import atexit
@@ -45,7 +45,7 @@ import ml_collections
 import numpy as np
 
 from dssr_jax import degrade
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 # The photos shipped in the scikit-image wheel (file stem -> file name), greyscale ones included.
 EMBEDDED_FILES = {
@@ -81,7 +81,7 @@ def embedded_images(names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarr
   out = {}
   for n in names:
     path = pathlib.Path(str(root / EMBEDDED_FILES[n]))
-    out[n] = imageio.read_image(path)
+    out[n] = image_files.read_image(path)
   return out
 
 
@@ -91,7 +91,7 @@ def write_embedded_holdout(directory) -> List[epath.Path]:
   paths = []
   for name, img in embedded_images(EMBEDDED_HOLDOUT).items():
     paths.append(directory / f'{name}.png')
-    imageio.write_png(paths[-1], img)
+    image_files.write_png(paths[-1], img)
   return paths
 
 
@@ -166,7 +166,7 @@ def scan_file(path) -> Tuple[Tuple[int, int], int]:
 
 
 def _decode(data, codec):
-  """Encoded bytes -> uint8 [h, w, 3], as `imageio.read_image` converts them."""
+  """Encoded bytes -> uint8 [h, w, 3], as `image_files.read_image` converts them."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   def png16():
@@ -176,7 +176,7 @@ def _decode(data, codec):
   img = tf.switch_case(codec, [
       lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
       png16,
-      # Pillow's (libjpeg's default) IDCT: the same pixels as imageio.read_image.
+      # Pillow's (libjpeg's default) IDCT: the same pixels as image_files.read_image.
       lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),
   ])
   return tf.ensure_shape(img, [None, None, 3])
@@ -191,7 +191,7 @@ def _folder_source(config) -> _Source:
     raise ValueError("data.folders is empty; give one or more folders for source='folders'")
   files = []
   for folder in folders:
-    found = imageio.list_images(folder, recursive=True)  # FileNotFoundError names the folder
+    found = image_files.list_images(folder, recursive=True)  # FileNotFoundError names the folder
     if not found:
       raise ValueError(f'data.folders: no image files under {str(folder)!r}')
     files.extend(found)
@@ -299,7 +299,7 @@ def _tfds_source(config) -> _Source:
     arr = np.asarray(ds[int(i)][key])
     if arr.ndim == 3 and arr.shape[2] == 1:
       arr = arr[:, :, 0]
-    return imageio.to_rgb_uint8(Image.fromarray(arr))[0]
+    return image_files.to_rgb_uint8(Image.fromarray(arr))[0]
 
   return _Source([f'{config.tfds_name}[{i}]' for i in range(n)], [None] * n,
                  _python_loader(load))

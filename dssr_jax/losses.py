@@ -5,7 +5,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 
 def l1(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -19,7 +19,7 @@ def detail_label(lr: jax.Array, hr: jax.Array, scale: int) -> jax.Array:
   `bic` is the network's own PyTorch-bicubic upsampling of `lr` ([B, H, W, C] on the same [0, 1]
   scale as `hr`, [B, sH, sW, C]). The loss and eval's Fig. 9 measurement both use this one.
   """
-  return hr.astype(jnp.float32) - resize.torch_bicubic_up(lr.astype(jnp.float32), scale)
+  return hr.astype(jnp.float32) - torch_bicubic.up(lr.astype(jnp.float32), scale)
 
 
 def dssr_loss(

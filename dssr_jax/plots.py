@@ -1,31 +1,21 @@
-r"""Figures: per-step PSNR (paper Table IV / Fig. 8), detail maps per step (Fig. 4 / 9), crops.
+"""Figures: per-step PSNR (paper Table IV / Fig. 8), per-step detail L1 (Fig. 9), detail maps per
+step (Fig. 4), crops.
 
-  python -m dssr_jax.plots steps --report=results.json --out=docs/per_step_psnr.png
-  python -m dssr_jax.plots detail_l1 --report=results.json --out=fig9.png
-  python -m dssr_jax.plots details --checkpoint=WORKDIR --hr=img.png [--hr=...] --sigma=1.2 \
-      --out=docs/details.png
-  python -m dssr_jax.plots crops --checkpoint=WORKDIR --hr=img.png --sigma=1.2 \
-      --box=Y,X,SIZE --out=docs/crops.png
-
-`steps` and `detail_l1` (Fig. 9) read an eval.py JSON; `details` and `crops` degrade the HR images with the Gaussian8
-blur + MATLAB-bicubic downsampling at the given sigma (docs/design.md section 4) and run the network.
-Data and drawing are separate functions, so the numbers behind a figure can be checked alone.
+Data and drawing are separate functions, so the numbers behind a figure can be checked alone. The
+command that draws them is `dssr-plots` (dssr_jax/commands/plots.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import runpy
 from typing import Any, Mapping, Sequence
 
-from absl import app
-from absl import flags
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
-from dssr_jax import imageio
-from dssr_jax import inference
+from dssr_jax import image_files
+from dssr_jax import losses
 
 
 def _pyplot():
@@ -36,9 +26,9 @@ def _pyplot():
 
 
 def _save(fig, out: os.PathLike | str, dpi: int = 100) -> epath.Path:
-  """Saves atomically (`imageio.atomic_write`): an existing figure is never left half-written."""
+  """Saves atomically (`image_files.atomic_write`): a figure is never left half-written."""
   out = epath.Path(out)
-  imageio.atomic_write(out, lambda f: fig.savefig(f, dpi=dpi, format=out.suffix[1:] or 'png'))
+  image_files.atomic_write(out, lambda f: fig.savefig(f, dpi=dpi, format=out.suffix[1:] or 'png'))
   _pyplot().close(fig)
   return out
 
@@ -113,15 +103,14 @@ def plot_detail_l1(report: Mapping[str, Any], out: os.PathLike | str) -> epath.P
 def degrade_hr(hr_path: os.PathLike | str, scale: int, sigma: float) -> tuple[np.ndarray, np.ndarray]:
   """(HR uint8 modcropped, its Gaussian8-style LR uint8 at `sigma`)."""
   from dssr_jax import testsets  # pylint: disable=g-import-not-at-top
-  hr = testsets.modcrop(imageio.read_image(hr_path), scale)
+  hr = testsets.modcrop(image_files.read_image(hr_path), scale)
   return hr, testsets.gaussian8_lr(hr, sigma, scale)
 
 
-def _label(lr: np.ndarray, hr: np.ndarray, scale: int) -> np.ndarray:
-  """HR - bic(LR) of one uint8 pair, on [0, 1] (`losses.detail_label`, the loss's own)."""
-  from dssr_jax import losses  # pylint: disable=g-import-not-at-top
-  return np.asarray(losses.detail_label(lr[None] / np.float32(255), hr[None] / np.float32(255),
-                                        scale))[0]
+def true_detail(hr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
+  """HR - bic(LR) of one uint8 image pair, float32 [H, W, 3]: `losses.detail_label`."""
+  target = losses.detail_label(lr[None] / np.float32(255), hr[None] / np.float32(255), scale)
+  return np.asarray(target[0])
 
 
 def detail_stats(details: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
@@ -138,7 +127,7 @@ def detail_stats(details: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
     'mean_abs': mean |d_t| per step; 'l1_to_true': mean |d_t - (HR - bic(LR))| per step, the
     distance to the detail the training loss pulls each map towards (docs/design.md section 2).
   """
-  true = _label(lr, hr, scale)
+  true = true_detail(hr, lr, scale)
   d = np.asarray(details, np.float32)
   return {'mean_abs': np.abs(d).mean(axis=(1, 2, 3)),
           'l1_to_true': np.abs(d - true[None]).mean(axis=(1, 2, 3))}
@@ -158,10 +147,10 @@ def plot_details(details: np.ndarray, stats: Sequence[Mapping[str, np.ndarray]],
   grid = fig.add_gridspec(2, cols, height_ratios=[1, 1.1])
   panels = [(d, f'd_{t + 1}') for t, d in enumerate(details)]
   if true is not None:
-    panels.append((true, 'HR - bicubic'))
+    panels.append((true, 'target: HR - bic'))
   for i, (img, title) in enumerate(panels):
     ax = fig.add_subplot(grid[0, i])
-    ax.imshow(np.clip(0.5 + img, 0, 1))
+    ax.imshow(image_files.detail_image(img))
     ax.set_title(title, fontsize=9)
     ax.axis('off')
   ax = fig.add_subplot(grid[1, :])
@@ -182,6 +171,14 @@ def plot_details(details: np.ndarray, stats: Sequence[Mapping[str, np.ndarray]],
 # Crops.
 
 
+def check_box(box: tuple[int, int, int], shape: Sequence[int]) -> None:
+  """Raises ValueError unless the crop box (y, x, size) lies inside an image of `shape`."""
+  y, x, size = box
+  h, w = shape[:2]
+  if size < 1 or y < 0 or x < 0 or y + size > h or x + size > w:
+    raise ValueError(f'--box {box} does not fit in the {h}x{w} HR image')
+
+
 def plot_crops(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray, scale: int,
                box: tuple[int, int, int], out: os.PathLike | str,
                labels: Sequence[str] = ('LR', 'bicubic', 'DSSR', 'HR')) -> epath.Path:
@@ -192,10 +189,8 @@ def plot_crops(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarr
     box: (y, x, size) of the square crop in HR pixels.
   """
   from dssr_jax import metrics  # pylint: disable=g-import-not-at-top
+  check_box(box, hr.shape)
   y, x, size = box
-  h, w = hr.shape[:2]
-  if size < 1 or y < 0 or x < 0 or y + size > h or x + size > w:
-    raise ValueError(f'--box {box} does not fit in the {h}x{w} HR image')
   for name, img in (('bicubic', bicubic), ('sr', sr)):
     if img.shape != hr.shape:
       raise ValueError(f'{name} is {img.shape}, HR is {hr.shape}')
@@ -213,72 +208,6 @@ def plot_crops(lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarr
   return _save(fig, out)
 
 
-# ----------------------------------------------------------------------------------------------
-# The command.
 
-
-FLAGS = flags.FLAGS
-FIGURES = ('steps', 'detail_l1', 'details', 'crops')
-
-
-def _define_flags():
-  flags.DEFINE_string('out', None, 'The figure file to write (PNG).', required=True)
-  flags.DEFINE_string('report', None, 'steps, detail_l1: an eval.py --output JSON.')
-  flags.DEFINE_string('checkpoint', None, 'details, crops: a workdir or checkpoint folder.')
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
-  flags.DEFINE_multi_string('hr', [], 'details, crops: HR image (repeat for several).')
-  flags.DEFINE_float('sigma', 1.2, 'details, crops: Gaussian blur sigma of the LR.')
-  flags.DEFINE_list('box', None, 'crops: Y,X,SIZE of the crop in HR pixels.')
-
-
-def main(argv):
-  if len(argv) != 2 or argv[1] not in FIGURES:
-    raise app.UsageError(f'give one figure, one of {FIGURES}; got {argv[1:]}')
-  figure = argv[1]
-  need = {'steps': ['report'], 'detail_l1': ['report'], 'details': ['checkpoint', 'hr'], 'crops': ['checkpoint', 'hr', 'box']}
-  missing = [f'--{n}' for n in need[figure] if not FLAGS[n].value]
-  if missing:
-    raise app.UsageError(f'{figure} needs {", ".join(missing)}')
-  if figure in ('steps', 'detail_l1'):
-    report = json.loads(epath.Path(FLAGS.report).read_text())
-    plot = plot_per_step_psnr if figure == 'steps' else plot_detail_l1
-    print(plot(report, FLAGS.out))
-    return
-  box = None
-  if figure == 'crops':
-    try:
-      box = tuple(int(v) for v in FLAGS.box)
-      if len(box) != 3:
-        raise ValueError
-    except ValueError:
-      raise app.UsageError(f'--box must be Y,X,SIZE (three integers), got {FLAGS.box!r}') from None
-  loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step)
-  scale = int(loaded.config['scale'])
-  fn = inference.make_sr_fn(loaded)
-  if figure == 'details':
-    stats, names, first = [], [], None
-    for path in FLAGS.hr:
-      hr, lr = degrade_hr(path, scale, FLAGS.sigma)
-      details = fn(lr[None] / np.float32(255))['details'][:, 0]
-      stats.append(detail_stats(details, hr, lr, scale))
-      names.append(epath.Path(path).stem)
-      if first is None:
-        first = (details, _label(lr, hr, scale))
-      for t, (a, l1) in enumerate(zip(stats[-1]['mean_abs'], stats[-1]['l1_to_true']), start=1):
-        print(f'{names[-1]} step {t}: mean |d| {a:.5f}, L1 to HR - bic {l1:.5f}')
-    print(plot_details(first[0], stats, names, FLAGS.out, true=first[1]))
-    return
-  from dssr_jax import eval_lib  # pylint: disable=g-import-not-at-top
-  hr, lr = degrade_hr(FLAGS.hr[0], scale, FLAGS.sigma)
-  y, x, size = box
-  if size < 1 or y < 0 or x < 0 or y + size > hr.shape[0] or x + size > hr.shape[1]:
-    raise app.UsageError(f'--box {box} does not fit in the {hr.shape[0]}x{hr.shape[1]} HR image')
-  sr = imageio.to_uint8(fn(lr[None] / np.float32(255))['sr'][0])
-  bic = imageio.to_uint8(eval_lib.bicubic_sr_fn(scale)(lr[None] / 255.0)['sr'][0])
-  print(plot_crops(lr, bic, sr, hr, scale, box, FLAGS.out))
-
-
-if __name__ == '__main__':
-  cli.quiet_tensorflow()
-  _define_flags()
-  app.run(main)
+if __name__ == '__main__':  # `python -m dssr_jax.plots` is the command dssr_jax/commands/plots.py
+  runpy.run_module('dssr_jax.commands.plots', run_name='__main__', alter_sys=True)

@@ -19,10 +19,8 @@ Paired sets in the authors' LQGT layout: `ROOT/HR/x{s}/` and `ROOT/LRblur/x{s}/`
 same names; `paired` scores any LR/HR pairs (the authors' LR files, another paper's set, one's own).
 
 Every path may be local or a URL that etils.epath understands (gs://...). numpy only (no
-tensorflow, except what epath uses for URLs).
-
-  python -m dssr_jax.testsets gaussian8 --hr_dir=HR --out_dir=OUT [--name=NAME] --scales=2,3,4
-  python -m dssr_jax.testsets div2krk --hr_dir=HR --out_dir=OUT [--seed=0] [--scales=2,4]
+tensorflow, except what epath uses for URLs). The command that writes the sets is `dssr-testsets`
+(dssr_jax/commands/testsets.py).
 """
 
 import dataclasses
@@ -31,17 +29,15 @@ import io
 import logging
 import math
 import re
-import sys
+import runpy
 from typing import Iterator, Optional, Sequence
 
-from absl import app
-from absl import flags
 from etils import epath
 import numpy as np
 from scipy import io as sio
 
 from dssr_jax import degrade
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 PAIRED_HR = 'HR'
 PAIRED_LR = 'LRblur'
@@ -80,7 +76,7 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _hr_files(hr_dir) -> list:
-  files = imageio.list_images(hr_dir)
+  files = image_files.list_images(hr_dir)
   if not files:
     raise ValueError(f'no image files (.png/.jpg/...) in {str(hr_dir)!r}')
   return files
@@ -98,7 +94,7 @@ def _stored(hr: np.ndarray, grey: bool) -> np.ndarray:
 
 def gaussian8_lr(hr: np.ndarray, sigma: float, scale: int) -> np.ndarray:
   """The Gaussian8 LR image (uint8) of a modcropped uint8 HR image for one sigma."""
-  return degrade.quantize(degrade.degrade(hr / 255.0, degrade.isotropic_kernel(sigma), scale))
+  return image_files.to_uint8(degrade.degrade(hr / 255.0, degrade.isotropic_kernel(sigma), scale))
 
 
 def gaussian8_stem(name: str, sigma: float) -> str:
@@ -131,7 +127,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
   files = _hr_files(hr_dir)
   cache = epath.Path(cache_dir) / f'gaussian8_x{scale}' if cache_dir is not None else None
   for f in files:
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, scale)
     want_shape = (hr.shape[0] // scale, hr.shape[1] // scale, 3)
     # The cache key includes the pixels, so an edited HR file never meets a stale LR.
@@ -142,7 +138,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
         cached = cache / f'{f.stem}_{digest}_sigma{sigma:.4f}.png'
         if cached.is_file():
           try:
-            lr = imageio.read_image(cached)
+            lr = image_files.read_image(cached)
           except ValueError:
             logging.warning('Gaussian8 cache file %s is unreadable; recomputing it', cached)
           if lr is not None and lr.shape != want_shape:
@@ -150,7 +146,7 @@ def gaussian8(hr_dir, scale: int, cache_dir=None) -> Iterator[Record]:
       if lr is None:
         lr = gaussian8_lr(hr, sigma, scale)
         if cache is not None:
-          imageio.write_png(cached, lr)
+          image_files.write_png(cached, lr)
       yield Record(name=f.stem, sigma=float(sigma), hr=hr, lr=lr, grey=info.grey,
                    lr_stem=gaussian8_stem(f.stem, sigma))
 
@@ -187,15 +183,15 @@ def export_gaussian8(hr_dir, out_dir, scales: Sequence[int] = (2, 3, 4), name: s
     stems = gaussian8_stems(hr_dir, s)
     for sub in (PAIRED_LR, PAIRED_HR):
       targets += [root / sub / f'x{s}' / f'{stem}.png' for stem in stems]
-  imageio.check_free(targets, overwrite)
+  image_files.check_free(targets, overwrite)
   n = 0
   for s in scales:
     hr_png = (None, b'')
     for rec in gaussian8(hr_dir, s):
       if hr_png[0] != rec.name:  # one encoding per image, written under each of its 8 names
-        hr_png = (rec.name, imageio.png_bytes(_stored(rec.hr, rec.grey)))
-      imageio.write_png(root / PAIRED_LR / f'x{s}' / f'{rec.lr_stem}.png', rec.lr)
-      imageio.write_bytes(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', hr_png[1])
+        hr_png = (rec.name, image_files.png_bytes(_stored(rec.hr, rec.grey)))
+      image_files.write_png(root / PAIRED_LR / f'x{s}' / f'{rec.lr_stem}.png', rec.lr)
+      image_files.write_bytes(root / PAIRED_HR / f'x{s}' / f'{rec.lr_stem}.png', hr_png[1])
       n += 1
   return n
 
@@ -224,7 +220,7 @@ def kernel_width_lr(hr: np.ndarray, width: float, scale: int) -> np.ndarray:
   """DASR's test LR (uint8) of a modcropped uint8 HR image: the Gaussian8 degradation at sigma =
   `width`; width 0 is MATLAB-bicubic downsampling alone (DASR skips the blur)."""
   if width == 0:
-    return degrade.quantize(degrade.bicubic_down(hr / 255.0, scale))
+    return image_files.to_uint8(degrade.bicubic_down(hr / 255.0, scale))
   return gaussian8_lr(hr, width, scale)
 
 
@@ -236,7 +232,7 @@ def kernel_width_stem(name: str, width: float) -> str:
 def kernel_width(hr_dir, scale: int, width: float) -> Iterator[Record]:
   """Yields the records of every image in `hr_dir` (sorted by file name) at one kernel width."""
   for f in _hr_files(hr_dir):
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, scale)
     yield Record(name=f.stem, sigma=float(width), hr=hr, lr=kernel_width_lr(hr, width, scale),
                  grey=info.grey, lr_stem=kernel_width_stem(f.stem, width))
@@ -250,7 +246,7 @@ _GT_RE = re.compile(r'^img_(\d+)_gt$')
 
 def _div2krk_gts(root) -> list:
   root = epath.Path(root)
-  gts = [p for p in imageio.list_images(root / 'gt') if _GT_RE.match(p.stem)]
+  gts = [p for p in image_files.list_images(root / 'gt') if _GT_RE.match(p.stem)]
   if not gts:
     raise ValueError(f'no img_N_gt.png files in {str(root / "gt")!r}')
   return sorted(gts, key=lambda p: int(_GT_RE.match(p.stem).group(1)))
@@ -281,8 +277,8 @@ def div2krk(root, scale: int) -> Iterator[Record]:
     for p in (lr_path, k_path):
       if not p.is_file():
         raise FileNotFoundError(f'DIV2KRK: {str(p)!r} (for {gt_path.name}) does not exist')
-    hr, info = imageio.read_image(gt_path, with_info=True)
-    lr = imageio.read_image(lr_path)
+    hr, info = image_files.read_image(gt_path, with_info=True)
+    lr = image_files.read_image(lr_path)
     mat = sio.loadmat(io.BytesIO(k_path.read_bytes()))
     if 'Kernel' not in mat:
       raise ValueError(f'DIV2KRK: {str(k_path)!r} has no key "Kernel" (keys: {sorted(mat)})')
@@ -299,7 +295,7 @@ def div2krk_lr(hr: np.ndarray, kernel: np.ndarray, scale: int) -> np.ndarray:
   """DIV2KRK's LR of a uint8 HR image: blur with the kernel aligned to the block centre, keep
   `img[::s, ::s]`, round to 8 bits (reproduces the shipped LR images at 50-54 dB)."""
   aligned = degrade.align_kernel(kernel, scale)
-  return degrade.quantize(degrade.degrade(hr / 255.0, aligned, scale, 'aniso'))
+  return image_files.to_uint8(degrade.degrade(hr / 255.0, aligned, scale, 'aniso'))
 
 
 def div2krk_kernel(seed: int, index: int, scale: int) -> np.ndarray:
@@ -327,7 +323,7 @@ def div2krk_style(hr_dir, scale: int, seed: int = 0, scales: Sequence[int] = (2,
     raise ValueError(f'scale {scale} is not one of the set\'s scales {tuple(scales)}')
   m = math.lcm(*scales)
   for i, f in enumerate(_hr_files(hr_dir), start=1):
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, m)
     k = div2krk_kernel(seed, i, scale)
     yield Record(name=f'img_{i}', sigma=None, hr=hr, lr=div2krk_lr(hr, k, scale), grey=info.grey,
@@ -352,23 +348,23 @@ def make_div2krk(hr_dir, out_dir, seed: int = 0, scales: Sequence[int] = (2, 4),
   _check_div2krk_scales(scales)
   files = _hr_files(hr_dir)
   out = epath.Path(out_dir)
-  if not overwrite and (out / 'gt').is_dir() and imageio.list_images(out / 'gt'):
+  if not overwrite and (out / 'gt').is_dir() and image_files.list_images(out / 'gt'):
     raise FileExistsError(f'{str(out / "gt")!r} already holds images; pass --overwrite to '
                           'replace them')
   m = math.lcm(*scales)
   names = []
   for i, f in enumerate(files, start=1):
-    hr, info = imageio.read_image(f, with_info=True)
+    hr, info = image_files.read_image(f, with_info=True)
     hr = modcrop(hr, m)
-    imageio.write_png(out / 'gt' / f'img_{i}_gt.png', _stored(hr, info.grey))
+    image_files.write_png(out / 'gt' / f'img_{i}_gt.png', _stored(hr, info.grey))
     for s in scales:
       k = div2krk_kernel(seed, i, s)
       buf = io.BytesIO()
       sio.savemat(buf, {'Kernel': k})
-      imageio.write_bytes(out / f'gt_k_x{s}' / f'kernel_{i}.mat', buf.getvalue())
-      imageio.write_png(out / f'lr_x{s}' / f'im_{i}.png', div2krk_lr(hr, k, s))
+      image_files.write_bytes(out / f'gt_k_x{s}' / f'kernel_{i}.mat', buf.getvalue())
+      image_files.write_png(out / f'lr_x{s}' / f'im_{i}.png', div2krk_lr(hr, k, s))
     names.append(f'{i}\t{f.name}')
-  imageio.write_bytes(out / 'gt' / 'names.txt', ('\n'.join(names) + '\n').encode())
+  image_files.write_bytes(out / 'gt' / 'names.txt', ('\n'.join(names) + '\n').encode())
   return len(files)
 
 
@@ -389,7 +385,7 @@ def paired_files(root, scale: int) -> list[tuple]:
   """
   root = epath.Path(root)
   hr_dir, lr_dir = root / PAIRED_HR / f'x{scale}', root / PAIRED_LR / f'x{scale}'
-  hrs, lrs = imageio.list_images(hr_dir), imageio.list_images(lr_dir)
+  hrs, lrs = image_files.list_images(hr_dir), image_files.list_images(lr_dir)
   if not lrs:
     raise ValueError(f'no image files in {str(lr_dir)!r}')
   if len(hrs) != len(lrs):
@@ -408,7 +404,7 @@ def paired_files(root, scale: int) -> list[tuple]:
     stems.add(l.stem)
   out = []
   for h, l in zip(hrs, lrs):
-    (hh, hw), (lh, lw) = imageio.image_size(h), imageio.image_size(l)
+    (hh, hw), (lh, lw) = image_files.image_size(h), image_files.image_size(l)
     if not (lh * scale <= hh < (lh + 1) * scale and lw * scale <= hw < (lw + 1) * scale):
       raise ValueError(f'{str(h)!r} ({hh}x{hw}) does not fit x{scale} its LR {str(l)!r} '
                        f'({lh}x{lw}): HR must be {lh * scale}x{lw * scale} (modcrop drops up '
@@ -422,58 +418,13 @@ def paired(root, scale: int, files: Sequence[tuple] | None = None) -> Iterator[R
   modcropped to `scale` x the LR size, named by the LR file's stem. `files`: `paired_files`'s
   listing when the caller has it already (no header is then read twice)."""
   for h, l, _ in paired_files(root, scale) if files is None else files:
-    hr, info = imageio.read_image(h, with_info=True)
-    lr = imageio.read_image(l)
+    hr, info = image_files.read_image(h, with_info=True)
+    lr = image_files.read_image(l)
     hr = modcrop(hr, scale)
     if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):  # a file changed meanwhile
       raise ValueError(f'{str(h)!r} does not fit x{scale} its LR {str(l)!r}')
     yield Record(name=l.stem, sigma=None, hr=hr, lr=lr, grey=info.grey, lr_stem=l.stem)
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line.
-
-FLAGS = flags.FLAGS
-COMMANDS = ('gaussian8', 'div2krk')
-DEFAULT_SCALES = {'gaussian8': (2, 3, 4), 'div2krk': (2, 4)}
-
-
-def _define_flags():
-  flags.DEFINE_string('hr_dir', None, 'Folder of HR images.', required=True)
-  flags.DEFINE_string('out_dir', None, 'gaussian8: the data folder, written as OUT/NAME/HR/xS and '
-                      'OUT/NAME/LRblur/xS; div2krk: the set\'s own folder (OUT/gt, OUT/lr_xS, '
-                      'OUT/gt_k_xS).', required=True)
-  flags.DEFINE_string('name', None, 'gaussian8: the dataset folder name (default: the name of '
-                      '--hr_dir).')
-  flags.DEFINE_list('scales', None, 'Scales to write (default: gaussian8 2,3,4; div2krk 2,4).')
-  flags.DEFINE_integer('seed', 0, 'div2krk: the seed of the kernels.')
-  flags.DEFINE_bool('overwrite', False, 'Replace existing files.')
-
-
-def main(argv):
-  if len(argv) != 2 or argv[1] not in COMMANDS:
-    raise app.UsageError(f'give one command, one of {COMMANDS}; got {argv[1:]}')
-  command = argv[1]
-  try:
-    try:
-      scales = [int(s) for s in FLAGS.scales] if FLAGS.scales else DEFAULT_SCALES[command]
-    except ValueError as e:
-      raise ValueError(f'--scales must be integers, got {FLAGS.scales}') from e
-    if command == 'gaussian8':
-      n = export_gaussian8(FLAGS.hr_dir, FLAGS.out_dir, scales=scales, name=FLAGS.name,
-                           overwrite=FLAGS.overwrite)
-      name = FLAGS.name or epath.Path(FLAGS.hr_dir).name
-      print(f'wrote {n} LR/HR pairs to {epath.Path(FLAGS.out_dir) / name}')
-    else:
-      if FLAGS.name:
-        raise ValueError('--name is for gaussian8; div2krk writes into --out_dir itself')
-      n = make_div2krk(FLAGS.hr_dir, FLAGS.out_dir, seed=FLAGS.seed, scales=scales,
-                       overwrite=FLAGS.overwrite)
-      print(f'wrote {n} images to {FLAGS.out_dir}')
-  except (ValueError, FileExistsError, FileNotFoundError) as e:
-    sys.exit(f'error: {e}')
-
-
-if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+if __name__ == '__main__':  # `python -m dssr_jax.testsets` is the command dssr_jax/commands/testsets.py
+  runpy.run_module('dssr_jax.commands.testsets', run_name='__main__', alter_sys=True)

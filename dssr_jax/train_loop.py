@@ -20,10 +20,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
-from dssr_jax import imageio
-from dssr_jax import inference
+from dssr_jax import image_files
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
+from dssr_jax import upscaling
 
 ITEMS = ('params', 'opt_state', 'meta')
 INIT_PATCH = 16  # Parameter shapes do not depend on the image size.
@@ -171,7 +171,7 @@ def load_init_params(config, source: str) -> tuple[Any, int]:
   if text:
     raise ValueError(f'{where} holds a checkpoint of another network ({text}); fine-tuning needs '
                      'the same network: use the matching config. Nothing was written.')
-  inference.check_param_shapes(train_lib.create_model(config.model), params, where)
+  upscaling.check_param_shapes(train_lib.create_model(config.model), params, where)
   return params, step
 
 
@@ -275,7 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   from dssr_jax import validation  # pylint: disable=g-import-not-at-top
 
   check_config(config)
-  workdir = imageio.absolute(workdir)
+  workdir = image_files.absolute(workdir)
   tc = config.train
   mesh = train_lib.create_mesh()
   local_batch = train_lib.check_batch_size(tc.batch_size, mesh)

@@ -13,16 +13,11 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dssr_jax import fast
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import metrics as metrics_lib
 from dssr_jax import model as model_lib
 
 DIV2KRK_SEED = 0
-
-
-def detail_image(detail: np.ndarray) -> np.ndarray:
-  """A detail map (zero-centred, HxWx3) as a viewable image: 0.5 + d, clipped."""
-  return np.clip(0.5 + detail, 0.0, 1.0)
 
 
 def pick_records(records, num_images: int, num_sigmas: int) -> list:
@@ -83,11 +78,11 @@ class Validator:
       lr = (np.asarray(rec.lr, np.float32) / 255.0)[None]
       lr = jax.make_array_from_process_local_data(self._replicated, lr)
       out = jax.device_get(self._apply(params, lr))
-      sr = imageio.to_uint8(out['sr'][0])
+      sr = image_files.to_uint8(out['sr'][0])
       psnrs.append(metrics_lib.psnr_y(sr, rec.hr, crop=self.scale))
       if i == 0:
         images[f'val/{rec.name}_sr'] = out['sr'][0:1].clip(0, 1)
-        images[f'val/{rec.name}_detail'] = detail_image(out['details'][-1, 0])[None]
+        images[f'val/{rec.name}_detail'] = image_files.detail_image(out['details'][-1, 0])[None]
     scores = {'val/psnr': float(np.mean(psnrs))}
     writer.write_scalars(step, scores)
     writer.write_images(step, images)

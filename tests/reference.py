@@ -3,8 +3,8 @@
 docs/design.md section 1 ("Forward", "Ablation variants", "Paper text vs. code") is the source;
 nothing here imports the model or its layers. Convolutions, the transposed convolution and the
 pixel shuffle are written out here as loops over kernel taps; the only library piece reused is
-`resize.bicubic_matrix` (PyTorch's bicubic weights, tested on its own in test_resize.py against
-hand-derived values). Meant for tiny networks (a few channels, LR images of a few pixels).
+`torch_bicubic.bicubic_matrix` (PyTorch's bicubic weights, tested on its own in
+test_torch_bicubic.py against hand-derived values). Meant for tiny networks (a few channels, LR images of a few pixels).
 
 `params` is the Flax parameter tree of `model.DSSR` (names and layouts as in the design: HWIO
 kernels; `up` as the HWIO correlation kernel over the input dilated by s).
@@ -12,7 +12,7 @@ kernels; `up` as the HWIO correlation kernel over the input dilated by s).
 
 import numpy as np
 
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 # Kernel, stride and padding of `up` / `down` per scale (design section 1).
 RESAMPLE = {2: (4, 2, 1), 3: (5, 3, 1), 4: (4, 4, 0)}
@@ -82,16 +82,16 @@ def sigmoid(x):
 def bicubic_up(x, s):
   """PyTorch bicubic, align_corners=False, scale_factor s."""
   _, h, w, _ = x.shape
-  mh = resize.bicubic_matrix(h, h * s, False, s).astype(np.float64)
-  mw = resize.bicubic_matrix(w, w * s, False, s).astype(np.float64)
+  mh = torch_bicubic.bicubic_matrix(h, h * s, False, s).astype(np.float64)
+  mw = torch_bicubic.bicubic_matrix(w, w * s, False, s).astype(np.float64)
   return np.einsum('Hh,nhwc,Ww->nHWc', mh, x, mw)
 
 
 def bicubic_down(x, s):
   """PyTorch bicubic, align_corners=True, to floor(size / s)."""
   _, h, w, _ = x.shape
-  mh = resize.bicubic_matrix(h, h // s, True).astype(np.float64)
-  mw = resize.bicubic_matrix(w, w // s, True).astype(np.float64)
+  mh = torch_bicubic.bicubic_matrix(h, h // s, True).astype(np.float64)
+  mw = torch_bicubic.bicubic_matrix(w, w // s, True).astype(np.float64)
   return np.einsum('Hh,nhwc,Ww->nHWc', mh, x, mw)
 
 

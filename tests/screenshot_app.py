@@ -28,13 +28,13 @@ def main() -> None:
   if browser.missing():
     sys.exit(f'error: {browser.missing()}: {browser.INSTALL}')
   from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
   from dssr_jax import plots  # pylint: disable=g-import-not-at-top
   from playwright.sync_api import sync_playwright  # pylint: disable=g-import-not-at-top
   _, config, _ = checkpoint.load_params(args.checkpoint)
   with tempfile.TemporaryDirectory() as tmp:
     lr_path = pathlib.Path(tmp) / (pathlib.Path(args.hr).stem + '_blurred.png')
-    imageio.write_png(lr_path, plots.degrade_hr(args.hr, int(config['scale']), args.sigma)[1])
+    image_files.write_png(lr_path, plots.degrade_hr(args.hr, int(config['scale']), args.sigma)[1])
     port = browser.free_port()
     argv = [sys.executable, '-m', 'dssr_jax.app', f'--checkpoint={args.checkpoint}',
             f'--port={port}']

@@ -7,14 +7,13 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import helpers
 from configs import smoke
 from dssr_jax import checkpoint
 from dssr_jax import eval_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
 from dssr_jax import validation
@@ -111,8 +110,8 @@ def test_validation_psnr_equals_eval_at_every_scale(benchmark_dir, tmp_path, sca
   """The PSNR that picks every row's best checkpoint is eval.py's on the same images and widths
   (its border crop = scale); the crops' sizes are not multiples of the scale (modcrop)."""
   data = tmp_path / 'data'
-  for f in sorted(imageio.list_images(benchmark_dir / 'Set5'))[:2]:
-    imageio.write_png(data / 'Set5' / f.name, imageio.read_image(f)[50:101, 40:87])
+  for f in sorted(image_files.list_images(benchmark_dir / 'Set5'))[:2]:
+    image_files.write_png(data / 'Set5' / f.name, image_files.read_image(f)[50:101, 40:87])
   model_config = dict(helpers.TINY, scale=scale)
   params = helpers.random_params(model_lib.DSSR(**model_config), seed=scale)
   ckpt = tmp_path / 'ckpt'

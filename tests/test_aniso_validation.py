@@ -4,7 +4,7 @@ import numpy as np
 
 from configs import aniso_x2
 from configs import aniso_x4
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import testsets
 from dssr_jax import validation
 
@@ -12,7 +12,7 @@ from dssr_jax import validation
 def _val_dir(path, n=3):
   rng = np.random.default_rng(0)
   for i in range(n):
-    imageio.write_png(path / f'p{i}.png', rng.integers(0, 256, (18 + i, 21, 3), dtype=np.uint8))
+    image_files.write_png(path / f'p{i}.png', rng.integers(0, 256, (18 + i, 21, 3), dtype=np.uint8))
   return path
 
 

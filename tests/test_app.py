@@ -14,7 +14,7 @@ import pytest
 
 import browser as browser_lib
 import helpers
-from dssr_jax import imageio
+from dssr_jax import image_files
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # Tiles forced on a 56x72 image (the budget of tests/test_tiling_memory.py), so the page's file is
@@ -42,7 +42,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 def photo(tmp_path_factory) -> pathlib.Path:
   rng = np.random.default_rng(1)
   path = tmp_path_factory.mktemp('photo') / 'photo.png'
-  imageio.write_png(path, (rng.random((56, 72, 3)) * 255).astype(np.uint8))
+  image_files.write_png(path, (rng.random((56, 72, 3)) * 255).astype(np.uint8))
   return path
 
 
@@ -98,16 +98,16 @@ def test_slider_shows_bicubic_and_dssr_at_one_size_shrunk_to_fit():
 @pytest.fixture(scope='module')
 def engine_and_cli(tiny_ckpt):
   """The page's start-up state, and the CLI's function and planner, from one checkpoint."""
-  from dssr_jax import app, inference  # pylint: disable=g-import-not-at-top
-  loaded = inference.load_model(tiny_ckpt)
-  cli_fn = inference.make_sr_fn(loaded, ('sr',))
+  from dssr_jax import app, upscaling  # pylint: disable=g-import-not-at-top
+  loaded = upscaling.load_model(tiny_ckpt)
+  cli_fn = upscaling.make_sr_fn(loaded, ('sr',))
   return (app.make_engine(loaded, max_memory_gb=1),
-          (cli_fn, inference.tile_planner(cli_fn, 2, max_memory_gb=1)))
+          (cli_fn, upscaling.tile_planner(cli_fn, 2, max_memory_gb=1)))
 
 
 @pytest.mark.parametrize('kind', ['grey16_alpha', 'rgba8', 'tiff_grey8', 'tiff_rgb16'])
 def test_page_file_is_the_cli_file_for_every_mode(engine_and_cli, tmp_path, kind):
-  from dssr_jax import app, inference  # pylint: disable=g-import-not-at-top
+  from dssr_jax import app, upscaling  # pylint: disable=g-import-not-at-top
   engine, (cli_fn, cli_planner) = engine_and_cli
   rng = np.random.default_rng(2)
   src = tmp_path / 'in' / {'grey16_alpha': 'g.png', 'rgba8': 'c.png', 'tiff_grey8': 't.tif',
@@ -116,15 +116,15 @@ def test_page_file_is_the_cli_file_for_every_mode(engine_and_cli, tmp_path, kind
              'rgba8': lambda: (rng.random((20, 18, 4)) * 255).astype(np.uint8),
              'tiff_grey8': lambda: (rng.random((20, 18, 1)) * 255).astype(np.uint8),
              'tiff_rgb16': lambda: (rng.random((20, 18, 3)) * 65535).astype(np.uint16)}[kind]()
-  imageio.write_native(src, samples)
+  image_files.write_native(src, samples)
   steps = []
   result = app.upscale_upload(engine, str(src), str(tmp_path / 'page'),
                               progress=lambda i, n: steps.append((i, n)))
   cli_dst = tmp_path / 'cli' / pathlib.Path(result.file).name
-  inference.upscale_file(cli_fn, src, cli_dst, 2, planner=cli_planner)
+  upscaling.upscale_file(cli_fn, src, cli_dst, 2, planner=cli_planner)
   assert pathlib.Path(result.file).name == src.stem + ('_x2.tif' if 'tiff' in kind else '_x2.png')
   assert pathlib.Path(result.file).read_bytes() == cli_dst.read_bytes()
-  out = imageio.read_native(result.file)
+  out = image_files.read_native(result.file)
   assert (out.grey, out.alpha is not None, out.bits) == (
       'grey' in kind, 'alpha' in kind or 'rgba' in kind, 16 if '16' in kind else 8)
   assert steps == [(0, 1), (1, 1)]
@@ -135,7 +135,7 @@ def test_page_file_is_the_cli_file_for_every_mode(engine_and_cli, tmp_path, kind
 
 def test_only_the_app_imports_gradio():
   """The library and the other commands stay light (the GPU benchmarks import them)."""
-  code = ('import sys\nfrom dssr_jax import inference, infer, imageio, tiling, plots, eval_lib\n'
+  code = ('import sys\nfrom dssr_jax import upscaling, infer, image_files, tiling, plots, eval_lib\n'
           'from dssr_jax.commands import serve\n'
           'assert "gradio" not in sys.modules, "gradio imported"\n'
           'from dssr_jax import app\nassert "gradio" not in sys.modules, "gradio imported by app"')

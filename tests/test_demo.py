@@ -19,8 +19,9 @@ import helpers
 
 from configs import demo
 from dssr_jax import demo_report
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import input_pipeline
+from dssr_jax import torch_bicubic
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 GAIN_RE = re.compile(r'^Held-out gain over bicubic: ([+-]\d+\.\d\d) dB \(DSSR (\d+\.\d\d) dB vs '
@@ -104,9 +105,14 @@ def test_figure_panels_are_exact_zoomed_crops():
   np.testing.assert_array_equal(panel(0, 3), zoom(hr))
   np.testing.assert_array_equal(panel(0, 0), zoom(np.repeat(np.repeat(lr, 2, 0), 2, 1)))
   g = info['detail_gain']
-  np.testing.assert_array_equal(panel(1, 1), zoom(imageio.to_uint8(0.5 + g * details[1])))
-  target = (hr.astype(np.float32) - bic.astype(np.float32)) / 255
-  np.testing.assert_array_equal(panel(1, 3), zoom(imageio.to_uint8(0.5 + g * target)))
+  np.testing.assert_array_equal(panel(1, 1), zoom(image_files.to_uint8(0.5 + g * details[1])))
+  # The last detail panel is the target the maps are trained towards: HR minus the network's own
+  # (PyTorch) bicubic of the LR, not the MATLAB bicubic of the top row.
+  up = lambda n: torch_bicubic.bicubic_matrix(n, 2 * n, False, 2)
+  target = hr / 255.0 - np.einsum('Hh,hwc,Ww->HWc', up(24), lr / 255.0, up(32))
+  got = panel(1, 3)[::3, ::3] / 255.0
+  want = np.clip(0.5 + g * target[20:36, 30:46], 0, 1)
+  np.testing.assert_allclose(got, want, atol=0.5 / 255 + 1e-6)
 
 
 def _run(args, env):
@@ -145,7 +151,7 @@ def test_make_demo_pipeline_end_to_end(tmp_path):
 
   fig = out / 'comparison.png'
   assert f'Comparison image: {fig}' in report.stdout
-  img = imageio.read_image(fig)
+  img = image_files.read_image(fig)
   # Two rows of panels: four in the first, T = 1 detail map and HR - bicubic in the second.
   side = demo_report.ZOOM * demo_report.CROP
   assert img.shape == (2 * (22 + side) + demo_report.GAP, 4 * side + 3 * demo_report.GAP, 3)

@@ -10,14 +10,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-from PIL import Image
 
 import helpers
 
 from dssr_jax import checkpoint
 from dssr_jax import eval_lib
-from dssr_jax import imageio
-from dssr_jax import imresize
+from dssr_jax import image_files
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
 from dssr_jax import model as model_lib
 
@@ -44,8 +43,8 @@ def small_data(benchmark_dir, tmp_path_factory):
   d = tmp_path_factory.mktemp('data')
   (d / 'Tiny').mkdir()
   for name in ('baby', 'bird'):
-    hr = imageio.read_image(benchmark_dir / 'Set5' / f'{name}.png')
-    imageio.write_png(d / 'Tiny' / f'{name}.png', hr[100:124, 100:124])
+    hr = image_files.read_image(benchmark_dir / 'Set5' / f'{name}.png')
+    image_files.write_png(d / 'Tiny' / f'{name}.png', hr[100:124, 100:124])
   return d
 
 
@@ -54,10 +53,10 @@ def test_bicubic_reproduces_the_protocol_anchors(benchmark_dir):
   # and 28.43 dB (x4). The records are built here from imresize alone, not by testsets.
   for scale, anchor in ((2, 33.68), (4, 28.43)):
     recs = []
-    for path in imageio.list_images(benchmark_dir / 'Set5'):
-      hr = imageio.read_image(path)
+    for path in image_files.list_images(benchmark_dir / 'Set5'):
+      hr = image_files.read_image(path)
       hr = hr[:hr.shape[0] // scale * scale, :hr.shape[1] // scale * scale]
-      recs.append(Rec(path.stem, None, hr, _q(imresize.imresize(hr / 255.0, 1 / scale))))
+      recs.append(Rec(path.stem, None, hr, _q(matlab_bicubic.imresize(hr / 255.0, 1 / scale))))
     opts = eval_lib.EvalOptions()
     got = eval_lib.score_records(
         recs, eval_lib.network_outputs(eval_lib.bicubic_sr_fn(scale), scale, opts), scale, opts)
@@ -151,7 +150,7 @@ def test_bicubic_gaussian8_set5_x2_is_30_36_db_0_8721_by_an_independent_computat
       'Set5', 2, 'gaussian8', 'bicubic')
   by_hand = []
   for rec in testsets.gaussian8(benchmark_dir / 'Set5', 2):
-    sr = _q(imresize.imresize(rec.lr / 255.0, 2))
+    sr = _q(matlab_bicubic.imresize(rec.lr / 255.0, 2))
     by_hand.append((rec.name, rec.sigma, metrics.psnr_y(sr, rec.hr, 2),
                     metrics.ssim_y(sr, rec.hr, 2)))
   assert len(res['images']) == len(by_hand) == 40
@@ -249,7 +248,7 @@ def test_bicubic_on_the_div2krk_sample(benchmark_dir):
   rec = next(iter(testsets.div2krk(benchmark_dir / 'DIV2KRK_sample', 4)))
   img = res['images'][0]
   assert (img['name'], img['sigma']) == (rec.name, None)
-  sr = _q(imresize.imresize(rec.lr / 255.0, 4))
+  sr = _q(matlab_bicubic.imresize(rec.lr / 255.0, 4))
   assert img['psnr'] == pytest.approx(metrics.psnr_y(sr, rec.hr, 4), abs=1e-9)
   assert 18 < res['psnr'] < 35
 
@@ -403,7 +402,7 @@ def test_saved_images_score_the_same_through_method_images(tiny_ckpt, small_data
   assert [s[3] for s in seen] == res['images'] and len(seen) == 16
   rec, lr, out, row = seen[0]
   np.testing.assert_array_equal(lr, rec.lr)
-  np.testing.assert_array_equal(imageio.read_image(tmp_path / 'sr' / 'Tiny' / 'x2' /
+  np.testing.assert_array_equal(image_files.read_image(tmp_path / 'sr' / 'Tiny' / 'x2' /
                                                    f'{rec.lr_stem}.png'), out['sr'])
   # Fig. 9: per step and per sigma, the detail maps' L1 to HR - bic(LR), from the definition.
   assert out['details'].shape == (TINY['num_steps'], 24, 24, 3)
@@ -428,7 +427,7 @@ def test_saved_images_score_the_same_through_method_images(tiny_ckpt, small_data
   x2 = tmp_path / 'sr' / 'Tiny' / 'x2'
   stems = testsets.gaussian8_stems(small_data / 'Tiny', 2)
   (x2 / f'{stems[3]}.png').unlink()
-  imageio.write_png(x2 / f'{stems[9]}.png', np.zeros((24, 22, 3), np.uint8))
+  image_files.write_png(x2 / f'{stems[9]}.png', np.zeros((24, 22, 3), np.uint8))
   cmd = [sys.executable, str(REPO / 'eval.py'), '--method=images', f'--sr_dir={tmp_path / "sr"}',
          f'--data_dir={small_data}', '--datasets=Tiny', '--scales=2',
          f'--output={tmp_path / "r.json"}', '--jax_cache_dir=']

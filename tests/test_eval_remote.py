@@ -15,7 +15,7 @@ import gcs_emulator
 
 from dssr_jax import eval_lib
 from dssr_jax import html_report
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import testsets
 
 
@@ -41,8 +41,8 @@ def test_export_score_save_and_report_on_a_bucket(gcs, tmp_path):
   local = tmp_path / 'local'
   for name, shape in (('a', (24, 26, 3)), ('g', (25, 27))):
     img = rng.integers(0, 256, shape, dtype=np.uint8)
-    imageio.write_png(local / 'hr' / 'Mini' / f'{name}.png', img)
-    imageio.write_png(f'{root}/hr/Mini/{name}.png', img)
+    image_files.write_png(local / 'hr' / 'Mini' / f'{name}.png', img)
+    image_files.write_png(f'{root}/hr/Mini/{name}.png', img)
   assert _objects(env, f'{root}/hr') == _local_files(local / 'hr')
 
   reports = {}
@@ -87,7 +87,7 @@ def test_missing_remote_folders_are_named(gcs):
   with pytest.raises(FileNotFoundError, match=f"'{root}/nothing' is not a folder"):
     eval_lib.evaluate(data_dir=f'{root}/nothing', datasets=['X'], scales=[2], method='bicubic',
                       options=eval_lib.EvalOptions(setting='paired'), show_progress=False)
-  imageio.write_png(f'{root}/only_hr/S/HR/x2/a.png', np.zeros((4, 4, 3), np.uint8))
+  image_files.write_png(f'{root}/only_hr/S/HR/x2/a.png', np.zeros((4, 4, 3), np.uint8))
   with pytest.raises(FileNotFoundError, match=f"'{root}/only_hr/S/LRblur/x2' does not exist"):
     eval_lib.evaluate(data_dir=f'{root}/only_hr', datasets=['S'], scales=[2], method='bicubic',
                       options=eval_lib.EvalOptions(setting='paired'), show_progress=False)

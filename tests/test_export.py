@@ -4,6 +4,7 @@ tensorflow alone), give DSSR.apply's SR; metadata; bad shapes and overwrites."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -15,8 +16,8 @@ import helpers
 
 from dssr_jax import checkpoint
 from dssr_jax import export
-from dssr_jax import inference
 from dssr_jax import model as model_lib
+from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -81,6 +82,9 @@ def test_jax_export_cli_runs_with_jax_alone_at_any_batch(tiny_ckpt, params, tmp_
   proc = _python(['-m', 'dssr_jax.export', f'--checkpoint={tiny_ckpt}', f'--out={out}',
                   '--lr_shape=b,12,16,3'], REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  # No library's log lines (orbax notes every checkpoint it opens read-only) around the result.
+  assert not re.search(r'^([IW]\d{4} |INFO:|WARNING:)', proc.stderr, re.M), proc.stderr
+  assert f'wrote {out} (' in proc.stderr
   meta = json.loads((tmp_path / 'dssr.jaxexport.json').read_text())
   assert meta['scale'] == 2 and meta['compute_dtype'] == 'float32'
   assert meta['input'] == {'name': 'lr', 'shape': ['b', 12, 16, 3], 'range': [0.0, 1.0],
@@ -102,7 +106,7 @@ def test_jax_export_cli_runs_with_jax_alone_at_any_batch(tiny_ckpt, params, tmp_
 
 def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt, params, tmp_path):
   out = tmp_path / 'dssr_savedmodel'
-  loaded = inference.load_model(tiny_ckpt)
+  loaded = upscaling.load_model(tiny_ckpt)
   meta = export.write(loaded, out, (1, 12, 16, 3), fmt='savedmodel')
   assert meta == json.loads((tmp_path / 'dssr_savedmodel.json').read_text())
   assert meta['output']['shape'] == [1, 24, 32, 3]
@@ -122,7 +126,7 @@ def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt,
 
 
 def test_bfloat16_export_computes_in_bfloat16(tiny_ckpt, params):
-  loaded = inference.load_model(tiny_ckpt)
+  loaded = upscaling.load_model(tiny_ckpt)
   exported = export.export_jax(loaded, (1, 12, 16, 3), dtype='bfloat16')
   restored = jax.export.deserialize(exported.serialize())
   lr = np.random.default_rng(2).random((1, 12, 16, 3), np.float32)

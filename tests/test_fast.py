@@ -15,7 +15,7 @@ from dssr_jax import fast
 from dssr_jax import layers
 from dssr_jax import losses
 from dssr_jax import model as model_lib
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 
 def _value_and_grads(module, x, seed):
@@ -57,11 +57,11 @@ def test_banded_bicubic_equals_dense_matrices(h, w):
   rng = np.random.default_rng(h * w)
   x = jnp.asarray(rng.standard_normal((2, h, w, 3)), jnp.float32)
   for scale in (2, 3, 4):  # one jit per case: eager dispatch of the banded sums is slow
-    for mats in (resize.up_matrices(x.shape, scale),
-                 resize.down_matrices(x.shape, scale) if min(h, w) >= scale else None):
+    for mats in (torch_bicubic.up_matrices(x.shape, scale),
+                 torch_bicubic.down_matrices(x.shape, scale) if min(h, w) >= scale else None):
       if mats is None:
         continue
-      dense = jax.jit(lambda x, m=mats: resize.resize_with(x, *m))
+      dense = jax.jit(lambda x, m=mats: torch_bicubic.resize_with(x, *m))
       banded = jax.jit(lambda x, m=mats: fast.banded_resize(x, *m))
       np.testing.assert_allclose(banded(x), dense(x), rtol=1e-5, atol=1e-6)
       ct = jnp.asarray(rng.standard_normal(dense(x).shape), jnp.float32)

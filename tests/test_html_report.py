@@ -12,8 +12,8 @@ from PIL import Image
 
 from dssr_jax import eval_lib
 from dssr_jax import html_report
-from dssr_jax import imageio
-from dssr_jax import imresize
+from dssr_jax import image_files
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
 from dssr_jax import testsets
 
@@ -66,8 +66,8 @@ def small_data(benchmark_dir, tmp_path_factory):
   """A data_dir with one dataset: 48x48 crops of two Set5 images (Gaussian8: 16 records)."""
   d = tmp_path_factory.mktemp('data')
   for name in ('baby', 'bird'):
-    hr = imageio.read_image(benchmark_dir / 'Set5' / f'{name}.png')
-    imageio.write_png(d / 'Tiny' / f'{name}.png', hr[100:148, 90:138])
+    hr = image_files.read_image(benchmark_dir / 'Set5' / f'{name}.png')
+    image_files.write_png(d / 'Tiny' / f'{name}.png', hr[100:148, 90:138])
   return d
 
 
@@ -87,7 +87,7 @@ def _hr_and_bicubic(small_data):
   """(lr_stem, HR, MATLAB-bicubic of its Gaussian8 LR as uint8) for every record."""
   d = eval_lib.dataset_dir(small_data, 'Tiny')
   for rec in testsets.gaussian8(d, 2):
-    yield rec.lr_stem, rec.hr, imageio.to_uint8(imresize.imresize(rec.lr / 255.0, 2))
+    yield rec.lr_stem, rec.hr, image_files.to_uint8(matlab_bicubic.imresize(rec.lr / 255.0, 2))
 
 
 def test_page_holds_the_reports_numbers_and_bicubics(dssr_report, small_data):
@@ -152,7 +152,7 @@ def test_crop_is_where_bicubic_loses_most_and_files_hold_it(dssr_report, small_d
     assert (wh, ww) == (WINDOW, WINDOW) and wt <= best[0] and best[0] + CROP <= wt + wh
     assert wl <= best[1] and best[1] + CROP <= wl + ww and wt % 2 == wl % 2 == 0
     folder = out / 'img' / 'Tiny' / 'x2' / stem
-    read = lambda name: imageio.read_image(folder / name)
+    read = lambda name: image_files.read_image(folder / name)
     np.testing.assert_array_equal(read('hr.png'), hr[wt:wt + wh, wl:wl + ww])
     np.testing.assert_array_equal(read('bicubic.png'), bic[wt:wt + wh, wl:wl + ww])
     lr = next(r.lr for r in testsets.gaussian8(eval_lib.dataset_dir(small_data, 'Tiny'), 2)
@@ -258,7 +258,7 @@ def test_page_in_a_browser_sorts_shows_crops_details_and_slides(browser, dssr_re
   compare = page.locator('#v-compare .pane')
   entry = next(e for e in _parse(out / 'index.html').data['images'] if e['id'] == shown)
   (top, left, size), (wt, wl) = entry['crop'], entry['window'][:2]
-  crop = lambda f: imageio.read_image(out / entry['dir'] / f)[
+  crop = lambda f: image_files.read_image(out / entry['dir'] / f)[
       top - wt:top - wt + size, left - wl:left - wl + size].astype(np.float64)
   page.fill('#v-slider', '100')
   all_bicubic = _shot(compare)
@@ -312,7 +312,7 @@ def test_screenshot_of_the_viewer_for_the_docs(browser, dssr_report, tmp_path):
   out, _ = dssr_report
   png = tmp_path / 'report.png'
   html_report.screenshot(out, png, image='bird_sig1.03', browser=browser)
-  shot = imageio.read_image(png)
+  shot = image_files.read_image(png)
   assert shot.shape[1] == 1240 and shot[300:].std() > 10  # the crops below the title
   with pytest.raises(FileExistsError, match='report.png'):
     html_report.screenshot(out, png, browser=browser)

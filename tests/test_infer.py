@@ -1,6 +1,5 @@
 """Inference: tiling with blending, the x8 self-ensemble, image round trips, the CLI, bad inputs."""
 
-import json
 import os
 import pathlib
 import subprocess
@@ -9,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from dssr_jax import imageio
-from dssr_jax import inference
-from dssr_jax import resize
+from dssr_jax import image_files
 from dssr_jax import tiling
+from dssr_jax import torch_bicubic
+from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -30,8 +29,8 @@ def _bicubic_fn(scale):
 
   def fn(lr):
     _, h, w, _ = lr.shape
-    mh = resize.bicubic_matrix(h, h * scale, False, scale)
-    mw = resize.bicubic_matrix(w, w * scale, False, scale)
+    mh = torch_bicubic.bicubic_matrix(h, h * scale, False, scale)
+    mw = torch_bicubic.bicubic_matrix(w, w * scale, False, scale)
     sr = np.einsum('Hh,bhwc,Ww->bHWc', mh, lr, mw)
     return {'sr': sr, 'steps': np.stack([sr, 2 * sr])}
 
@@ -99,16 +98,16 @@ def test_dihedral_inverse_and_self_ensemble():
   x = rng.random((1, 5, 7, 3)).astype(np.float32)
   shapes = set()
   for k in range(8):
-    shapes.add(inference.dihedral(x, k).shape)
-    np.testing.assert_array_equal(inference.dihedral_inverse(inference.dihedral(x, k), k), x)
+    shapes.add(upscaling.dihedral(x, k).shape)
+    np.testing.assert_array_equal(upscaling.dihedral_inverse(upscaling.dihedral(x, k), k), x)
   assert shapes == {(1, 5, 7, 3), (1, 7, 5, 3)}
-  assert len({inference.dihedral(x, k).tobytes() for k in range(8)}) == 8
+  assert len({upscaling.dihedral(x, k).tobytes() for k in range(8)}) == 8
 
   # Nearest-neighbour upscaling commutes with every flip/transpose: the ensemble changes nothing.
   def nearest(lr):
     return {'sr': np.repeat(np.repeat(lr, 2, axis=1), 2, axis=2)}
 
-  np.testing.assert_allclose(inference.self_ensemble(nearest)(x)['sr'], nearest(x)['sr'], atol=1e-7)
+  np.testing.assert_allclose(upscaling.self_ensemble(nearest)(x)['sr'], nearest(x)['sr'], atol=1e-7)
 
   # A fn that ignores its input and returns a fixed pattern: the ensemble is the pattern averaged
   # over the 8 symmetries of the square, computed here by hand for a 2x2 output.
@@ -119,12 +118,12 @@ def test_dihedral_inverse_and_self_ensemble():
   sq = np.zeros((1, 1, 1, 1), np.float32)
   # Rows/columns flips and transposes of [[1,2],[3,4]]: corners 1 and 4 map onto each other and
   # onto 2 and 3, so every output pixel is the mean 2.5.
-  np.testing.assert_allclose(inference.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
+  np.testing.assert_allclose(upscaling.self_ensemble(pattern)(sq), np.full((1, 2, 2, 1), 2.5))
 
 
 def _d4(x, k, flip):
   """One of the 8 symmetries of the square on axes (-3, -2): mirror the columns (flip), then
-  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `inference.dihedral`."""
+  rotate by k quarter turns; `_d4_inverse` undoes it. Written apart from `upscaling.dihedral`."""
   if flip:
     x = x[..., :, ::-1, :]
   return np.rot90(x, k, axes=(-3, -2))
@@ -153,7 +152,7 @@ def test_self_ensemble_averages_all_eight_transforms():
     per = [{k: _d4_inverse(v, k_rot, flip) for k, v in _lopsided(_d4(x, k_rot, flip)).items()}
            for flip in (False, True) for k_rot in range(4)]
     want = {k: np.mean([p[k] for p in per], axis=0) for k in ('sr', 'steps')}
-    got = inference.self_ensemble(_lopsided)(x)
+    got = upscaling.self_ensemble(_lopsided)(x)
     for k in ('sr', 'steps'):
       assert got[k].shape == want[k].shape
       np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5, err_msg=k)
@@ -164,12 +163,12 @@ def test_self_ensemble_averages_all_eight_transforms():
 
 def test_merge_model_config():
   saved = {'scale': 2, 'channels': 16, 'num_steps': 2, 'dtype': 'float32', 'remat': False}
-  got = inference.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
+  got = upscaling.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
   assert got == dict(saved, dtype='bfloat16')
   with pytest.raises(ValueError, match=r'channels=128 \(checkpoint has 16\).*num_steps=4'):
-    inference.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
+    upscaling.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
   with pytest.raises(ValueError, match=r'scale=4 \(checkpoint has 2\)'):
-    inference.merge_model_config(saved, {'scale': 4}, source='ck')
+    upscaling.merge_model_config(saved, {'scale': 4}, source='ck')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +185,7 @@ TINY = helpers.TINY
 
 @pytest.fixture(scope='module')
 def tiny_fn(tiny_ckpt):
-  return inference.make_sr_fn(inference.load_model(tiny_ckpt))
+  return upscaling.make_sr_fn(upscaling.load_model(tiny_ckpt))
 
 
 def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtures_dir, tmp_path):
@@ -195,9 +194,9 @@ def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtur
   cfg = {k: int(z[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps')}
   sd = {k[len('sd/'):]: z[k] for k in z.files if k.startswith('sd/')}
   checkpoint.save_params(tmp_path, convert.torch_to_flax(sd, model_lib.DSSR(**cfg)), cfg)
-  loaded = inference.load_model(tmp_path / 'checkpoints')
+  loaded = upscaling.load_model(tmp_path / 'checkpoints')
   assert loaded.step == 0 and loaded.config == cfg
-  out = inference.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
+  out = upscaling.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
   np.testing.assert_allclose(out['sr'], z['output'].transpose(0, 2, 3, 1), atol=1e-5)
   np.testing.assert_allclose(out['steps'], z['outs'].transpose(0, 1, 3, 4, 2), atol=1e-5)
   np.testing.assert_allclose(out['details'], z['details'].transpose(0, 1, 3, 4, 2), atol=1e-5)
@@ -207,8 +206,8 @@ def test_tiled_network_matches_untiled(tiny_fn):
   rng = np.random.default_rng(3)
   lr = rng.random((1, 30, 26, 3), dtype=np.float32)
   full = tiny_fn(lr)
-  bic = resize.bicubic_matrix(30, 60, False, 2)
-  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, lr, resize.bicubic_matrix(26, 52, False, 2))
+  bic = torch_bicubic.bicubic_matrix(30, 60, False, 2)
+  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, lr, torch_bicubic.bicubic_matrix(26, 52, False, 2))
   assert np.abs(full['sr'] - bic).max() > 0.02  # the network does more than bicubic here
   tiled = tiling.tiled_apply(tiny_fn, lr, 2, 16, 12)  # 4 tiles; each drops 4 px at inner edges
   for key in ('sr', 'steps', 'details'):
@@ -221,16 +220,16 @@ def test_tiled_network_matches_untiled(tiny_fn):
 
 def test_load_model_rejects_mismatches(tiny_ckpt, tmp_path):
   with pytest.raises(ValueError, match=r'channels=16 \(checkpoint has 8\)'):
-    inference.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
-  assert inference.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16')).config['dtype'] == (
-      'bfloat16')
+    upscaling.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
+  loaded = upscaling.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16'))
+  assert loaded.config['dtype'] == 'bfloat16'
   # A checkpoint whose meta lies about the network: caught by the parameter shapes.
   params, _, _ = checkpoint.load_params(tiny_ckpt)
   checkpoint.save_params(tmp_path, params, dict(TINY, recon_blocks=2))
   with pytest.raises(ValueError, match='do not fit the network'):
-    inference.load_model(tmp_path)
+    upscaling.load_model(tmp_path)
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    inference.load_model(tmp_path / 'nowhere')
+    upscaling.load_model(tmp_path / 'nowhere')
 
 
 def _write_inputs(d):
@@ -258,6 +257,8 @@ def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path):
                        '--save_details')
   assert status == 1  # two inputs failed ...
   assert 'broken.png' in err and 'missing.png' in err  # ... reported by name ...
+  assert "broken.png': not an image in a format Pillow knows" in err and 'BytesIO' not in err
+  assert f'5 of 7 inputs upscaled into {out}; 2 failed' in err
   expect = {'rgb_x2.png': 'RGB', 'grey_x2.png': 'L', 'rgba_x2.png': 'RGBA',
             'grey16_x2.png': 'I;16', 'rgb16_x2.tif': 'RGB'}
   for name, mode in expect.items():  # ... and the others were done.
@@ -266,12 +267,13 @@ def test_cli_keeps_modes_sizes_alpha_and_depth(tiny_ckpt, tmp_path):
   assert not (out / 'broken_x2.png').exists()
   # Alpha: PyTorch-bicubic upscaled input alpha, to 8-bit rounding.
   got_alpha = np.asarray(Image.open(out / 'rgba_x2.png'))[:, :, 3].astype(np.float32)
-  want = inference.upscale_alpha(rgba[:, :, 3] / np.float32(255), 2) * 255
+  up = lambda n: torch_bicubic.bicubic_matrix(n, 2 * n, False, 2)
+  want = np.clip(up(9) @ (rgba[:, :, 3] / np.float32(255)) @ up(11).T, 0, 1) * 255
   assert np.abs(got_alpha - want).max() <= 0.5 + 1e-3
   # 16-bit stays 16-bit: more than 256 distinct levels survive.
   g16 = np.asarray(Image.open(out / 'grey16_x2.png'))
   assert g16.dtype in (np.uint16, np.int32) and len(np.unique(g16)) > 256
-  rgb16 = imageio.read_native(out / 'rgb16_x2.tif')
+  rgb16 = image_files.read_native(out / 'rgb16_x2.tif')
   assert rgb16.bits == 16 and not rgb16.grey and rgb16.rgb.shape == (18, 22, 3)
   details = np.load(out / 'rgb_x2_details.npy')
   assert details.shape == (TINY['num_steps'], 18, 22, 3)
@@ -287,7 +289,9 @@ def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path):
   lst.write_text('# inputs\na.png\n')
   status, err = _infer(lst, f'--checkpoint={tiny_ckpt}', f'--out={out}')
   assert status == 0 and (out / 'a_x2.png').read_bytes() == b'precious'
-  assert 'skipped' in err
+  # Skipped is not done, and a run that wrote nothing names no output folder.
+  assert err.splitlines()[-1] == ('0 of 1 inputs upscaled; 1 skipped (their outputs exist; '
+                                  '--overwrite replaces them)')
   status, err = _infer(lst, f'--checkpoint={tiny_ckpt}', f'--out={out}', '--overwrite', '--tile=4',
                        '--overlap=2')
   assert status == 0, err
@@ -302,7 +306,7 @@ def test_cli_never_overwrites_without_flag(tiny_ckpt, tmp_path):
 def test_cli_rejects_bad_flags(tiny_ckpt, tmp_path):
   status, err = _infer(tmp_path, f'--checkpoint={tiny_ckpt}', f'--out={tmp_path}', '--tile=8',
                        '--overlap=8')
-  assert status != 0 and '--overlap (8) must be smaller than --tile (8)' in err
+  assert (status, err) == (2, 'error: --overlap (8) must be smaller than --tile (8)\n')
   status, err = _infer(f'--checkpoint={tiny_ckpt}', f'--out={tmp_path}')
   assert status != 0 and 'give one or more input images' in err
   assert 'Traceback' not in err
@@ -312,8 +316,8 @@ def test_png16_colour_round_trip(tmp_path):
   rng = np.random.default_rng(7)
   for c in (1, 2, 3, 4):
     x = (rng.random((5, 6, c)) * 65535).astype(np.uint16)
-    imageio.write_native(tmp_path / f'c{c}.png', x)
-    img = imageio.read_native(tmp_path / f'c{c}.png')
+    image_files.write_native(tmp_path / f'c{c}.png', x)
+    img = image_files.read_native(tmp_path / f'c{c}.png')
     assert img.bits == 16 and img.grey == (c <= 2) and (img.alpha is not None) == (c in (2, 4))
-    back = imageio.to_samples(img.rgb, img.alpha, img.grey, 16)
+    back = image_files.to_samples(img.rgb, img.alpha, img.grey, 16)
     np.testing.assert_array_equal(back, x)

@@ -20,7 +20,7 @@ import helpers
 from configs import smoke
 from dssr_jax import checkpoint
 from dssr_jax import convert
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import model as model_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ def _assert_same(got: dict, want: dict):
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
   d = tmp_path_factory.mktemp('init_from')
-  imageio.write_png(d / 'data' / 'a.png', np.full((32, 32, 3), 90, np.uint8))
+  image_files.write_png(d / 'data' / 'a.png', np.full((32, 32, 3), 90, np.uint8))
   model_config = smoke.get_config().model.to_dict()
   # The authors' layout, converted: the tiny network with random weights (not any run's init).
   converted = helpers.random_params(model_lib.DSSR(**helpers.TINY), seed=3)

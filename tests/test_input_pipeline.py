@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from configs import default
 from dssr_jax import degrade
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import input_pipeline
 
 
@@ -36,7 +36,8 @@ def folder(tmp_path_factory):
   d = tmp_path_factory.mktemp('hr')
   rng = np.random.default_rng(0)
   for i in range(3):
-    imageio.write_png(d / 'sub' / f'rgb{i}.png', rng.integers(0, 256, (40, 44, 3), dtype=np.uint8))
+    image_files.write_png(d / 'sub' / f'rgb{i}.png',
+                          rng.integers(0, 256, (40, 44, 3), dtype=np.uint8))
   return d
 
 
@@ -69,7 +70,7 @@ def test_shapes_and_quantisation(folder):
 
 
 def test_hr_is_a_dihedral_crop_of_a_source_image(folder):
-  images = [imageio.read_image(p) for p in imageio.list_images(folder, recursive=True)]
+  images = [image_files.read_image(p) for p in image_files.list_images(folder, recursive=True)]
   for hr in _batches(_config(folder), 2)[1]['hr']:
     patch = np.round(hr * 255).astype(np.uint8)
     variants = [v for t in (patch, patch.transpose(1, 0, 2)) for v in
@@ -83,8 +84,8 @@ def test_hr_is_a_dihedral_crop_of_a_source_image(folder):
 def test_lr_is_the_numpy_degradation_of_hr(folder, scale):
   b = _batches(_config(folder, sigma_range=(1.3, 1.3)), 1, scale=scale)[0]
   for hr, lr in zip(b['hr'], b['lr']):
-    want = degrade.quantize(degrade.degrade(hr.astype(np.float64), degrade.isotropic_kernel(1.3),
-                                            scale)) / 255.0
+    lr_float = degrade.degrade(hr.astype(np.float64), degrade.isotropic_kernel(1.3), scale)
+    want = image_files.to_uint8(lr_float) / 255.0
     diff = np.abs(lr - want)
     assert diff.max() <= 1 / 255 + 1e-6 and (diff > 1e-6).mean() < 0.02  # rounding ties only
 
@@ -131,16 +132,16 @@ def test_processes_slice_the_global_batch(folder):
 def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog, capfd):
   rng = np.random.default_rng(3)
   good = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
-  imageio.write_png(tmp_path / 'good.png', good)
+  image_files.write_png(tmp_path / 'good.png', good)
   grey16 = rng.integers(0, 65536, (24, 26), dtype=np.uint16)
   (tmp_path / 'grey16.png').write_bytes(_png(grey16, 16))
   rgb16 = rng.integers(0, 65536, (26, 24, 3), dtype=np.uint16)
   (tmp_path / 'rgb16.png').write_bytes(_png(rgb16, 16))
   rgba = rng.integers(0, 256, (25, 25, 4), dtype=np.uint8)
-  imageio.write_png(tmp_path / 'rgba.png', rgba)
+  image_files.write_png(tmp_path / 'rgba.png', rgba)
   grey = rng.integers(0, 256, (30, 30), dtype=np.uint8)
-  imageio.write_png(tmp_path / 'grey.png', grey)
-  imageio.write_png(tmp_path / 'tiny.png', np.zeros((1, 1, 3), np.uint8))
+  image_files.write_png(tmp_path / 'grey.png', grey)
+  image_files.write_png(tmp_path / 'tiny.png', np.zeros((1, 1, 3), np.uint8))
   from PIL import Image  # pylint: disable=g-import-not-at-top
   Image.fromarray(good).quantize(16).save(tmp_path / 'palette.png', transparency=3)
   Image.fromarray(good).save(tmp_path / 'photo.jpg', quality=90)
@@ -156,24 +157,24 @@ def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog, capfd):
   damaged[len(damaged) // 2:len(damaged) // 2 + 64] = bytes(64)
   (tmp_path / 'damaged.png').write_bytes(bytes(damaged))
 
-  # imageio: each odd kind becomes uint8 RGB and says what it was.
-  arr, info = imageio.read_image(tmp_path / 'grey16.png', with_info=True)
+  # image_files: each odd kind becomes uint8 RGB and says what it was.
+  arr, info = image_files.read_image(tmp_path / 'grey16.png', with_info=True)
   assert info.grey and info.high_bit_depth and arr.shape == (24, 26, 3)
   np.testing.assert_array_equal(arr[:, :, 2], np.round(grey16 / 257.0).astype(np.uint8))
-  arr = imageio.read_image(tmp_path / 'rgb16.png')
+  arr = image_files.read_image(tmp_path / 'rgb16.png')
   assert np.abs(arr.astype(int) - np.round(rgb16 / 257.0)).max() <= 1
-  arr, info = imageio.read_image(tmp_path / 'rgba.png', with_info=True)
+  arr, info = image_files.read_image(tmp_path / 'rgba.png', with_info=True)
   assert info.had_alpha and not info.grey
   np.testing.assert_array_equal(arr, rgba[:, :, :3])
-  arr, info = imageio.read_image(tmp_path / 'grey.png', with_info=True)
+  arr, info = image_files.read_image(tmp_path / 'grey.png', with_info=True)
   assert info.grey and np.array_equal(arr, np.repeat(grey[:, :, None], 3, axis=2))
   for bad in ('corrupt.png', 'garbage.png'):
     with pytest.raises(ValueError, match=bad):
-      imageio.read_image(tmp_path / bad)
+      image_files.read_image(tmp_path / bad)
   with pytest.raises(FileNotFoundError, match='missing.png'):
-    imageio.read_image(tmp_path / 'missing.png')
+    image_files.read_image(tmp_path / 'missing.png')
 
-  # The pipeline's tf.io decoding gives imageio's pixels (16-bit: the nearest 8-bit level).
+  # The pipeline's tf.io decoding gives image_files's pixels (16-bit: the nearest 8-bit level).
   caplog.set_level(logging.WARNING)
   config = _config(tmp_path, patch_size=10)
   source = input_pipeline.make_source(config)
@@ -189,7 +190,7 @@ def test_odd_inputs_are_converted_or_skipped(tmp_path, caplog, capfd):
     elif name == 'rgb16.png':
       np.testing.assert_array_equal(got, np.round(rgb16 / 257.0))
     else:
-      np.testing.assert_array_equal(got, imageio.read_image(tmp_path / name), err_msg=name)
+      np.testing.assert_array_equal(got, image_files.read_image(tmp_path / name), err_msg=name)
   # Skipped at the scan, each named: unreadable header, truncated file, a format tf.io lacks.
   assert sorted(pathlib.Path(n).name for n in source.names) == [
       'damaged.png', 'good.png', 'grey.png', 'grey16.png', 'palette.png', 'photo.jpg',
@@ -226,7 +227,7 @@ def test_bad_arguments(tmp_path, folder):
   with pytest.raises(ValueError, match='data.folders'):
     _batches(_config(folder, folders=()), 1)
   with pytest.raises(ValueError, match='write_png'):
-    imageio.write_png(tmp_path / 'x.png', np.zeros((4, 4, 3), np.float32))
+    image_files.write_png(tmp_path / 'x.png', np.zeros((4, 4, 3), np.float32))
 
 
 def test_embedded_images_and_holdout(tmp_path):
@@ -239,7 +240,7 @@ def test_embedded_images_and_holdout(tmp_path):
   assert not set(source.names) & set(input_pipeline.EMBEDDED_HOLDOUT)
   assert len(source.names) == len(images) - len(input_pipeline.EMBEDDED_HOLDOUT)
   paths = input_pipeline.write_embedded_holdout(tmp_path)
-  np.testing.assert_array_equal(imageio.read_image(paths[0]), images[paths[0].stem])
+  np.testing.assert_array_equal(image_files.read_image(paths[0]), images[paths[0].stem])
   b = _batches(default.get_data_config(), 1, batch_size=2, scale=4)[0]
   assert b['lr'].shape == (2, 64, 64, 3) and b['hr'].shape == (2, 256, 256, 3)
 
@@ -250,7 +251,7 @@ def test_k_crops_per_visit_in_rounds(tmp_path):
   for i in range(8):
     img = rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)
     img[:, :, 2] = 10 + 20 * i
-    imageio.write_png(tmp_path / f'{i}.png', img)
+    image_files.write_png(tmp_path / f'{i}.png', img)
   k, w, batch = 3, 8, 4
   c = _config(tmp_path, patches_per_image=k, image_window=w, num_parallel_calls=3)
   hr = np.concatenate([b['hr'] for b in _batches(c, 12, batch_size=batch)])  # two blocks
@@ -341,7 +342,8 @@ def test_script_exits_with_live_iterators(tmp_path):
   import sys  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(6)
   for i in range(4):  # Large enough that decodes are in flight when the script ends.
-    imageio.write_png(tmp_path / f'{i}.png', rng.integers(0, 256, (800, 800, 3), dtype=np.uint8))
+    image_files.write_png(tmp_path / f'{i}.png',
+                          rng.integers(0, 256, (800, 800, 3), dtype=np.uint8))
   repo = pathlib.Path(__file__).resolve().parent.parent
   try:
     done = subprocess.run([sys.executable, '-c', EXIT_SCRIPT, str(repo), str(tmp_path)],
@@ -363,7 +365,7 @@ def test_benchmark_runs_from_the_repo_root(tmp_path):
   assert '--patches_per_image' in done.stdout and 'Traceback' not in done.stderr, done.stderr
   done = run(f'--make_folder={tmp_path}', '--num_images=1')
   assert done.returncode == 0, done.stderr[-2000:]
-  img = imageio.read_image(tmp_path / 'div2k_like_0000.png')
+  img = image_files.read_image(tmp_path / 'div2k_like_0000.png')
   assert img.shape == (1356, 2040, 3) and (tmp_path / 'div2k_like_0000.png').stat().st_size > 2e6
   done = run(f'--folders={tmp_path}', '--settings=iso:2', '--steps=2', '--warmup=1')
   assert done.returncode == 0, done.stderr[-2000:]

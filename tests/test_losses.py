@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dssr_jax import losses
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 
 def nhwc(x):
@@ -39,7 +39,7 @@ def test_by_hand():
   rng = np.random.default_rng(0)
   lr = jnp.asarray(rng.random((2, 5, 6, 3), np.float32))
   hr = jnp.asarray(rng.random((2, 10, 12, 3), np.float32))
-  bic = resize.torch_bicubic_up(lr, 2)
+  bic = torch_bicubic.up(lr, 2)
   steps = jnp.stack([hr, hr + 0.5, hr - 0.25])
   details = jnp.stack([hr - bic + 0.1, hr - bic, hr - bic - 0.2])
   loss, terms = losses.dssr_loss({'steps': steps, 'details': details}, lr, hr, scale=2, alpha=2.0)
@@ -58,8 +58,8 @@ def test_detail_weight_defaults_to_one_and_sums_run_in_float32():
   bf = lambda x: jnp.asarray(x, jnp.bfloat16)
   loss, _ = losses.dssr_loss({'steps': bf(steps), 'details': bf(details)}, bf(lr), bf(hr), scale=2)
   f64 = lambda x: np.asarray(bf(x), np.float64)
-  bic = resize.bicubic_matrix(5, 10, False, 2).astype(np.float64)
-  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, f64(lr), resize.bicubic_matrix(6, 12, False, 2))
+  bic = torch_bicubic.bicubic_matrix(5, 10, False, 2).astype(np.float64)
+  bic = np.einsum('Hh,bhwc,Ww->bHWc', bic, f64(lr), torch_bicubic.bicubic_matrix(6, 12, False, 2))
   want = sum(np.abs(f64(steps)[t] - f64(hr)).mean() + np.abs(f64(details)[t] - (f64(hr) - bic)).mean()
              for t in range(2))
   assert loss.dtype == jnp.float32

@@ -20,7 +20,7 @@ import helpers
 
 from dssr_jax import checkpoint
 from dssr_jax import eval_lib
-from dssr_jax import imresize
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
 from dssr_jax import model as model_lib
 
@@ -85,7 +85,7 @@ def test_paired_bicubic_scores_equal_the_numpy_reference(tmp_path):
   for img in res['images']:
     hr, lr = pairs[img['name']]
     h, w = 2 * lr.shape[0], 2 * lr.shape[1]
-    sr = to8(imresize.imresize(lr / 255.0, 2))
+    sr = to8(matlab_bicubic.imresize(lr / 255.0, 2))
     assert sr.shape == (h, w, 3)
     # The saved output is what was scored.
     np.testing.assert_array_equal(read(tmp_path / 'sr' / 'Pairs' / 'x2' / f'{img["name"]}.png'),
@@ -205,7 +205,7 @@ def test_save_images_cli_writes_the_networks_outputs_and_never_overwrites(tiny_c
                     save_images=sr_dir, overwrite=True, **BICUBIC)
   for name, (_, lr) in pairs.items():
     np.testing.assert_array_equal(read(sr_dir / 'Pairs' / 'x2' / f'{name}.png'),
-                                  to8(imresize.imresize(lr / 255.0, 2)))
+                                  to8(matlab_bicubic.imresize(lr / 255.0, 2)))
 
 
 def test_save_images_names_for_gaussian8_and_div2krk(tmp_path):
@@ -228,11 +228,11 @@ def test_save_images_names_for_gaussian8_and_div2krk(tmp_path):
 def test_paired_eval_reads_each_header_once(tiny_ckpt, tmp_path, monkeypatch):
   # The check, the memory plan and the records share one listing: a remote set is not asked for
   # the same header two or three times.
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
   pairs = make_set(tmp_path / 'data')
   read = []
-  size = imageio.image_size
-  monkeypatch.setattr(imageio, 'image_size', lambda p: read.append(str(p)) or size(p))
+  size = image_files.image_size
+  monkeypatch.setattr(image_files, 'image_size', lambda p: read.append(str(p)) or size(p))
   report = eval_lib.evaluate(data_dir=tmp_path / 'data', datasets=['Pairs'], scales=None,
                              checkpoint=tiny_ckpt, options=eval_lib.EvalOptions(setting='paired'),
                              show_progress=False)

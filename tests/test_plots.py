@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +13,7 @@ from PIL import Image
 from dssr_jax import checkpoint
 from dssr_jax import model as model_lib
 from dssr_jax import plots
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -36,8 +35,11 @@ def test_detail_stats_by_hand():
   rng = np.random.default_rng(1)
   hr = (rng.random((8, 10, 3)) * 255).astype(np.uint8)
   lr = (rng.random((4, 5, 3)) * 255).astype(np.uint8)
-  bic = resize.torch_bicubic_up(jnp.asarray(lr / np.float32(255))[None], 2)
-  true = hr / 255.0 - np.asarray(bic)[0]
+  # The detail the loss targets: HR minus PyTorch's bicubic of the LR (docs/design.md section 2).
+  bic = np.einsum('Hh,hwc,Ww->HWc', torch_bicubic.bicubic_matrix(4, 8, False, 2), lr / 255.0,
+                  torch_bicubic.bicubic_matrix(5, 10, False, 2))
+  true = hr / 255.0 - bic
+  np.testing.assert_allclose(plots.true_detail(hr, lr, 2), true, atol=1e-6)
   details = np.stack([np.zeros_like(true), true, true + 0.25])
   s = plots.detail_stats(details, hr, lr, 2)
   np.testing.assert_allclose(s['l1_to_true'], [np.abs(true).mean(), 0, 0.25], atol=1e-6)

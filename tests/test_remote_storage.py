@@ -227,13 +227,13 @@ def gs_run(gcs, child_env, tmp_path_factory):
 
 
 def test_training_data_from_gs_folders(gcs, gs_run):
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
   from dssr_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from configs import smoke  # pylint: disable=g-import-not-at-top
   root, _, _ = gs_run
-  assert [str(p) for p in imageio.list_images(f'{root}/data', recursive=True)] == [
+  assert [str(p) for p in image_files.list_images(f'{root}/data', recursive=True)] == [
       f'{root}/{n}' for n in sorted(TRAIN_VALUES)]
-  assert [str(p) for p in imageio.list_images(f'{root}/data')] == [f'{root}/data/a.png']
+  assert [str(p) for p in image_files.list_images(f'{root}/data')] == [f'{root}/data/a.png']
   config = smoke.get_config().data
   config.update(source='folders', folders=(f'{root}/data',))
   source = input_pipeline.make_source(config)  # what the training run above read
@@ -282,7 +282,7 @@ def test_infer_writes_to_gs(gcs, gs_run, child_env, tmp_path):
   _put(root, 'in/grey.png', _png(_photo(9, 11, 3)[:, :, 0]))
   proc = _child(['-m', 'dssr_jax.infer', f'{root}/in', f'--checkpoint={root}/run',
                  f'--out={root}/sr', '--jax_cache_dir='], child_env, tmp_path)
-  assert '2 of 2 inputs done' in proc.stderr
+  assert f'2 of 2 inputs upscaled into {root}/sr' in proc.stderr
   stored = {n: v for n, v in gcs_emulator.objects(env, f'{root}/sr/').items() if not n.endswith('/')}
   assert sorted(stored) == ['sr/grey_x2.png', 'sr/photo_x2.png']  # ('sr/': a folder marker)
   with Image.open(io.BytesIO(stored['sr/photo_x2.png'])) as im:
@@ -294,7 +294,7 @@ def test_infer_writes_to_gs(gcs, gs_run, child_env, tmp_path):
 def test_convert_output_and_image_files_on_gs(gcs):
   from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import convert  # pylint: disable=g-import-not-at-top
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
   from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   root, env = gcs
   params = helpers.random_params(model_lib.DSSR(**helpers.TINY))
@@ -309,16 +309,16 @@ def test_convert_output_and_image_files_on_gs(gcs):
     np.testing.assert_array_equal(np.asarray(v), have[k], err_msg=k)
 
   img = _photo(6, 5, 4)
-  imageio.write_png(f'{root}/files/a.png', img)
+  image_files.write_png(f'{root}/files/a.png', img)
   assert gcs_emulator.objects(env, f'{root}/files/a.png')['files/a.png'] == _png(img)
-  np.testing.assert_array_equal(imageio.read_image(f'{root}/files/a.png'), img)
-  assert imageio.image_size(f'{root}/files/a.png') == (6, 5)
+  np.testing.assert_array_equal(image_files.read_image(f'{root}/files/a.png'), img)
+  assert image_files.image_size(f'{root}/files/a.png') == (6, 5)
   deep = (np.arange(6 * 5 * 3).reshape(6, 5, 3) * 997 % 65536).astype(np.uint16)
-  imageio.write_native(f'{root}/files/deep.png', deep)
-  back = imageio.read_native(f'{root}/files/deep.png')
+  image_files.write_native(f'{root}/files/deep.png', deep)
+  back = image_files.read_native(f'{root}/files/deep.png')
   assert back.bits == 16
-  np.testing.assert_array_equal(imageio.to_samples(back.rgb, None, False, 16), deep)
-  imageio.write_text(f'{root}/files/t.json', '{"a": 1}\n')
+  np.testing.assert_array_equal(image_files.to_samples(back.rgb, None, False, 16), deep)
+  image_files.write_text(f'{root}/files/t.json', '{"a": 1}\n')
   assert gcs_emulator.objects(env, f'{root}/files/t.json') == {'files/t.json': b'{"a": 1}\n'}
   assert not os.path.exists('gs:')  # nothing went to a local folder
 

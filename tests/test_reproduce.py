@@ -6,13 +6,12 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import helpers
 from configs import ablation
 from dssr_jax import eval_lib
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import paper
 import reproduce
 
@@ -69,8 +68,8 @@ def test_ablation_refuses_a_row_the_paper_lacks(arg):
 
 def tiny_set(benchmark_dir, root):
   """Two 48x48 crops of Set5 as ROOT/Set5: a test set the tiny network scores in a second."""
-  for f in sorted(imageio.list_images(benchmark_dir / 'Set5'))[:2]:
-    imageio.write_png(root / 'Set5' / f.name, imageio.read_image(f)[60:108, 60:108])
+  for f in sorted(image_files.list_images(benchmark_dir / 'Set5'))[:2]:
+    image_files.write_png(root / 'Set5' / f.name, image_files.read_image(f)[60:108, 60:108])
   return root
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dssr_jax import degrade
-from dssr_jax import imageio
-from dssr_jax import imresize
+from dssr_jax import image_files
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
 from dssr_jax import testsets
 
@@ -29,7 +29,7 @@ def test_gaussian8_set5_x2(benchmark_dir, set5_x2):
     assert r.hr.dtype == np.uint8 and r.lr.dtype == np.uint8 and not r.grey
     assert r.hr.shape[0] % 2 == 0 and r.hr.shape[1] % 2 == 0
     assert r.lr.shape == (r.hr.shape[0] // 2, r.hr.shape[1] // 2, 3)
-  woman = imageio.read_image(benchmark_dir / 'Set5' / 'woman.png')
+  woman = image_files.read_image(benchmark_dir / 'Set5' / 'woman.png')
   assert set5_x2[32].hr.shape == (woman.shape[0] // 2 * 2, woman.shape[1] // 2 * 2, 3)
   # Wider kernels blur more: the LR gets smoother as sigma grows, for every image.
   for i in range(0, 40, 8):
@@ -40,14 +40,15 @@ def test_gaussian8_set5_x2(benchmark_dir, set5_x2):
 def test_gaussian8_is_deterministic_and_cached(tmp_path):
   hr_dir = tmp_path / 'hr'
   rng = np.random.default_rng(0)
-  imageio.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
-  imageio.write_png(hr_dir / 'g.png', rng.integers(0, 256, (33, 30), dtype=np.uint8))  # greyscale
+  image_files.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
+  grey = rng.integers(0, 256, (33, 30), dtype=np.uint8)
+  image_files.write_png(hr_dir / 'g.png', grey)
   first = list(testsets.gaussian8(hr_dir, 3, cache_dir=tmp_path / 'cache'))
   assert len(first) == 16 and len(list((tmp_path / 'cache' / 'gaussian8_x3').glob('*.png'))) == 16
   assert [r.grey for r in first[::8]] == [False, True]
   assert first[0].hr.shape == (36, 42, 3) and first[0].lr.shape == (12, 14, 3)
   # The LR is the blur + MATLAB bicubic down of docs/design.md, rounded.
-  want = degrade.quantize(degrade.bicubic_down(
+  want = image_files.to_uint8(degrade.bicubic_down(
       degrade.blur(first[3].hr / 255.0, degrade.isotropic_kernel(first[3].sigma)), 3))
   np.testing.assert_array_equal(first[3].lr, want)
   again = list(testsets.gaussian8(hr_dir, 3))
@@ -56,7 +57,7 @@ def test_gaussian8_is_deterministic_and_cached(tmp_path):
     np.testing.assert_array_equal(a.lr, b.lr)
     np.testing.assert_array_equal(a.lr, c.lr)
   # An edited HR file gets new LR images, not the cached ones.
-  imageio.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
+  image_files.write_png(hr_dir / 'a.png', rng.integers(0, 256, (37, 42, 3), dtype=np.uint8))
   edited = list(testsets.gaussian8(hr_dir, 3, cache_dir=tmp_path / 'cache'))
   assert not np.array_equal(edited[0].lr, first[0].lr)
   np.testing.assert_array_equal(edited[0].lr,
@@ -76,7 +77,7 @@ def test_gaussian8_sigmas_and_crop_at_every_scale(tmp_path, scale, lo, hi):
   LR the blur + MATLAB-bicubic down of that HR with its sigma's kernel."""
   rng = np.random.default_rng(scale)
   hr = rng.integers(0, 256, (37, 43, 3), dtype=np.uint8)
-  imageio.write_png(tmp_path / 'a.png', hr)
+  image_files.write_png(tmp_path / 'a.png', hr)
   recs = list(testsets.gaussian8(tmp_path, scale))
   np.testing.assert_allclose([r.sigma for r in recs], np.linspace(lo, hi, 8), rtol=0, atol=1e-12)
   h, w = 37 // scale * scale, 43 // scale * scale
@@ -84,7 +85,7 @@ def test_gaussian8_sigmas_and_crop_at_every_scale(tmp_path, scale, lo, hi):
     np.testing.assert_array_equal(r.hr, hr[:h, :w])
     y, x = np.mgrid[-10:11, -10:11]
     k = np.exp(-(x ** 2 + y ** 2) / (2 * r.sigma ** 2))
-    want = imresize.imresize(degrade.blur(hr[:h, :w] / 255.0, k / k.sum()), 1 / scale)
+    want = matlab_bicubic.imresize(degrade.blur(hr[:h, :w] / 255.0, k / k.sum()), 1 / scale)
     np.testing.assert_array_equal(r.lr, np.round(np.clip(want, 0, 1) * 255).astype(np.uint8))
 
 
@@ -150,8 +151,8 @@ def test_div2krk_right_kernel_beats_wrong_kernels_by_a_margin(benchmark_dir, sca
     wrong['x4 kernel of the x2 kernel'] = degrade.x4_kernel(k2.kernel)
   scores = {name: _window_psnr(r, scale, lambda hr, k=k: testsets.div2krk_lr(hr, k, scale))
             for name, k in wrong.items()}
-  scores['unaligned'] = _window_psnr(
-      r, scale, lambda hr: degrade.quantize(degrade.degrade(hr / 255.0, r.kernel, scale, 'aniso')))
+  unaligned = lambda hr: image_files.to_uint8(degrade.degrade(hr / 255.0, r.kernel, scale, 'aniso'))
+  scores['unaligned'] = _window_psnr(r, scale, unaligned)
   for name, score in scores.items():
     assert right - score > 5.0, (name, right, score)
 
@@ -160,7 +161,7 @@ def test_make_div2krk_roundtrip(tmp_path):
   hr_dir = tmp_path / 'hr'
   rng = np.random.default_rng(1)
   for name in ('x.png', 'y.png'):
-    imageio.write_png(hr_dir / name, rng.integers(0, 256, (42, 50, 3), dtype=np.uint8))
+    image_files.write_png(hr_dir / name, rng.integers(0, 256, (42, 50, 3), dtype=np.uint8))
   assert testsets.make_div2krk(hr_dir, tmp_path / 'a', seed=3) == 2
   testsets.make_div2krk(hr_dir, tmp_path / 'b', seed=3)
   testsets.make_div2krk(hr_dir, tmp_path / 'c', seed=4)
@@ -190,7 +191,7 @@ def test_make_div2krk_roundtrip(tmp_path):
 
 
 def test_div2krk_missing_files(tmp_path):
-  imageio.write_png(tmp_path / 'gt' / 'img_5_gt.png', np.zeros((8, 8, 3), np.uint8))
+  image_files.write_png(tmp_path / 'gt' / 'img_5_gt.png', np.zeros((8, 8, 3), np.uint8))
   with pytest.raises(FileNotFoundError, match='im_5.png'):
     list(testsets.div2krk(tmp_path, 2))
   with pytest.raises(ValueError, match='scales 2 and 4'):
@@ -209,7 +210,7 @@ def _dasr_lr(hr, width, scale):
     pad = np.pad(x, ((10, 10), (10, 10), (0, 0)), mode='reflect')
     h, w = x.shape[:2]
     x = sum(k[i, j] * pad[i:i + h, j:j + w] for i in range(21) for j in range(21))
-  return np.round(np.clip(imresize.imresize(x, 1 / scale), 0, 1) * 255).astype(np.uint8)
+  return np.round(np.clip(matlab_bicubic.imresize(x, 1 / scale), 0, 1) * 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize('scale,width', [(2, 0.0), (2, 1.8), (4, 3.6)])
@@ -224,7 +225,7 @@ def test_kernel_width_lr_is_dasrs_degradation(scale, width):
 
 def test_kernel_width_records_and_names(tmp_path):
   rng = np.random.default_rng(4)
-  imageio.write_png(tmp_path / 'a.png', rng.integers(0, 256, (27, 30, 3), dtype=np.uint8))
+  image_files.write_png(tmp_path / 'a.png', rng.integers(0, 256, (27, 30, 3), dtype=np.uint8))
   (rec,) = testsets.kernel_width(tmp_path, 4, 1.2)
   assert (rec.name, rec.sigma, rec.lr_stem) == ('a', 1.2, 'a_w1.2')
   assert rec.hr.shape == (24, 28, 3) and rec.lr.shape == (6, 7, 3)

@@ -12,10 +12,10 @@ import pytest
 import helpers
 
 from dssr_jax import eval_lib
-from dssr_jax import imageio
-from dssr_jax import inference
+from dssr_jax import image_files
 from dssr_jax import model as model_lib
 from dssr_jax import tiling
+from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -99,21 +99,21 @@ def test_impossible_budgets_are_clear_errors():
   with pytest.raises(ValueError, match='must be positive'):
     tiling.TilePlanner(fake, 0, scale=2)
   with pytest.raises(ValueError, match='must be positive'):
-    inference.tile_planner(None, 2, max_memory_gb=-1)
+    upscaling.tile_planner(None, 2, max_memory_gb=-1)
 
 
 @pytest.fixture(scope='module')
 def tiny_fn():
   model = model_lib.DSSR(**helpers.TINY)
-  loaded = inference.LoadedModel(model, helpers.random_params(model), dict(helpers.TINY), 0, '')
-  return inference.make_sr_fn(loaded, ('sr',))
+  loaded = upscaling.LoadedModel(model, helpers.random_params(model), dict(helpers.TINY), 0, '')
+  return upscaling.make_sr_fn(loaded, ('sr',))
 
 
 def test_the_tiny_network_under_a_tiny_budget_is_tiled_and_equals_the_whole_pass(tiny_fn):
   lr = np.random.default_rng(0).random((1, 56, 72, 3), np.float32)
   whole = tiny_fn(lr)['sr']
   budget = int(3e6)  # the whole 56x72 pass needs ~3.8 MB, a 48x48 tile ~2.6 MB (measured)
-  planner = inference.tile_planner(tiny_fn, 2, max_memory_gb=budget / 1e9, overlap=16)
+  planner = upscaling.tile_planner(tiny_fn, 2, max_memory_gb=budget / 1e9, overlap=16)
   plan = planner.plan(lr.shape)
   assert plan.tile > 0 and plan.whole > budget and plan.need <= budget
   # The numbers are XLA's analysis of the programs themselves, host buffers added on CPU.
@@ -128,11 +128,11 @@ def test_the_tiny_network_under_a_tiny_budget_is_tiled_and_equals_the_whole_pass
 
 
 def test_default_budget_is_a_share_of_the_memory_there_is():
-  avail = inference.available_host_memory()
+  avail = upscaling.available_host_memory()
   total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
   assert 0 < avail <= total
-  budget = inference.default_memory_budget()
-  assert budget == pytest.approx(inference.HOST_FRACTION * avail, rel=0.05)
+  budget = upscaling.default_memory_budget()
+  assert budget == pytest.approx(upscaling.HOST_FRACTION * avail, rel=0.05)
 
 
 def _run(args, cwd):
@@ -145,7 +145,7 @@ def test_infer_cli_tiles_under_a_budget_and_refuses_an_impossible_one(tiny_ckpt,
                                                                      tmp_path):
   rng = np.random.default_rng(1)
   img = (rng.random((56, 72, 3)) * 255).astype(np.uint8)
-  imageio.write_png(tmp_path / 'a.png', img)
+  image_files.write_png(tmp_path / 'a.png', img)
   proc = _run(['-m', 'dssr_jax.infer', str(tmp_path / 'a.png'), f'--checkpoint={tiny_ckpt}',
                f'--out={tmp_path / "out"}', '--max_memory_gb=0.003', '--overlap=16',
                '--jax_cache_dir='], tmp_path)
@@ -153,8 +153,8 @@ def test_infer_cli_tiles_under_a_budget_and_refuses_an_impossible_one(tiny_ckpt,
   assert 'tiles of 48 LR pixels' in proc.stderr
   assert 'more than the 3.0 MB memory budget' in proc.stderr
   whole = tiny_fn(img[None] / np.float32(255))['sr'][0]  # tiny_ckpt holds tiny_fn's weights
-  out = imageio.read_image(tmp_path / 'out' / 'a_x2.png').astype(int)
-  assert np.abs(out - imageio.to_uint8(whole).astype(int)).max() <= 1
+  out = image_files.read_image(tmp_path / 'out' / 'a_x2.png').astype(int)
+  assert np.abs(out - image_files.to_uint8(whole).astype(int)).max() <= 1
 
   proc = _run(['-m', 'dssr_jax.infer', str(tmp_path / 'a.png'), f'--checkpoint={tiny_ckpt}',
                f'--out={tmp_path / "out2"}', '--max_memory_gb=0.0001', '--jax_cache_dir='],
@@ -170,13 +170,13 @@ def data_dir(tmp_path_factory):
   d = tmp_path_factory.mktemp('data')
   rng = np.random.default_rng(2)
   for name, shape in (('big', (64, 48, 3)), ('small', (40, 40, 3))):
-    imageio.write_png(d / 'Rand' / f'{name}.png', (rng.random(shape) * 255).astype(np.uint8))
+    image_files.write_png(d / 'Rand' / f'{name}.png', (rng.random(shape) * 255).astype(np.uint8))
   return d
 
 
 def test_eval_refuses_full_images_that_do_not_fit_unless_tiled(tiny_ckpt, data_dir):
-  loaded = inference.load_model(tiny_ckpt)
-  fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
+  loaded = upscaling.load_model(tiny_ckpt)
+  fn = upscaling.make_sr_fn(loaded, ('sr', 'steps'))
   # What the largest image needs, from XLA directly: its program plus the fetched outputs
   # (sr and the 2 steps, float32) and the input on the host.
   need = fn.memory((1, 32, 24, 3)).total + 32 * 24 * (12 + 3 * 4 * 4 * 3)

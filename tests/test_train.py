@@ -28,7 +28,7 @@ from configs import smoke
 from dssr_jax import checkpoint
 from dssr_jax import model as model_lib
 from dssr_jax import optim
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 from dssr_jax import train_lib
 from dssr_jax import train_loop
 
@@ -418,7 +418,7 @@ def test_train_step_follows_adam_on_the_detail_weighted_loss(tiny_training):
 
   def loss_fn(p):
     out = model.apply({'params': p}, lr)
-    bic = resize.torch_bicubic_up(lr, 2)
+    bic = torch_bicubic.up(lr, 2)
     pix = sum(jnp.mean(jnp.abs(out['steps'][t] - hr)) for t in range(2))
     detail = sum(jnp.mean(jnp.abs(out['details'][t] - (hr - bic))) for t in range(2))
     return pix + 0.5 * detail

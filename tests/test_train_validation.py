@@ -9,8 +9,8 @@ import pytest
 from configs import smoke
 from dssr_jax import degrade
 from dssr_jax import demo_report
-from dssr_jax import imageio
-from dssr_jax import imresize
+from dssr_jax import image_files
+from dssr_jax import matlab_bicubic
 from dssr_jax import metrics
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
@@ -48,9 +48,9 @@ def test_validator_scores_the_network_on_each_images_gaussian8_lr(benchmark_dir,
   """val/psnr is the mean Y-PSNR of the network run on the Gaussian8 LR of each chosen (image,
   sigma), the LR rebuilt here from the design (21x21 Gaussian, MATLAB bicubic down, 8 bits)."""
   # One Set5 photo, cropped to 64x64 to keep the CPU forward pass short.
-  first = sorted(imageio.list_images(benchmark_dir / 'Set5'))[0]
-  hr = imageio.read_image(first)[100:164, 100:164]
-  imageio.write_png(tmp_path / 'crop.png', hr)
+  first = sorted(image_files.list_images(benchmark_dir / 'Set5'))[0]
+  hr = image_files.read_image(first)[100:164, 100:164]
+  image_files.write_png(tmp_path / 'crop.png', hr)
   config = smoke.get_config()
   config.train.update(dict(val_dir=str(tmp_path), val_images=1, val_sigmas=2))
   mesh = train_lib.create_mesh()
@@ -65,11 +65,11 @@ def test_validator_scores_the_network_on_each_images_gaussian8_lr(benchmark_dir,
   y, x = np.mgrid[-10:11, -10:11]
   for sigma in (0.8, 1.6):
     k = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
-    lr = imresize.imresize(degrade.blur(hr / 255.0, k / k.sum()), 0.5)
+    lr = matlab_bicubic.imresize(degrade.blur(hr / 255.0, k / k.sum()), 0.5)
     lr = np.round(np.clip(lr, 0, 1) * 255) / np.float32(255)
     sr = np.asarray(apply(state.params, lr[None].astype(np.float32))['sr'][0])
     srs.append(sr)
-    psnrs.append(metrics.psnr_y(imageio.to_uint8(sr), hr, crop=2))
+    psnrs.append(metrics.psnr_y(image_files.to_uint8(sr), hr, crop=2))
   assert scores['val/psnr'] == pytest.approx(np.mean(psnrs), abs=1e-6)
   # A freshly initialised network adds random detail to bicubic (about 15 dB on this crop), but the
   # two sigmas' LR images still score apart.

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from absl import flags
 
-from dssr_jax import cli
+from dssr_jax import commands
 
 FLAGS = flags.FLAGS
 
@@ -32,7 +32,7 @@ flags.DEFINE_float('max_memory_gb', None, 'Memory budget of one pass in GB (10^9
 flags.DEFINE_integer('overlap', 32, 'LR pixels shared by neighbouring tiles.', lower_bound=0)
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'], "Compute dtype (default: the "
                   "checkpoint's).")
-flags.DEFINE_string('jax_cache_dir', cli.CACHE_DIR, 'JAX persistent compilation cache '
+flags.DEFINE_string('jax_cache_dir', commands.CACHE_DIR, 'JAX persistent compilation cache '
                     '("" to disable).')
 
 
@@ -52,10 +52,10 @@ def main(argv: Sequence[str]) -> None:
     raise ValueError(f'unexpected arguments {argv[1:]} (the page takes its images by upload)')
   check_port(FLAGS.host, FLAGS.port)
   from dssr_jax import app  # pylint: disable=g-import-not-at-top
-  from dssr_jax import inference  # pylint: disable=g-import-not-at-top
-  cli.use_compilation_cache(FLAGS.jax_cache_dir)
+  from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
+  commands.use_compilation_cache(FLAGS.jax_cache_dir)
   requested = {'dtype': FLAGS.dtype} if FLAGS.dtype else None
-  loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step, requested)
+  loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step, requested)
   engine = app.make_engine(loaded, max_memory_gb=FLAGS.max_memory_gb, overlap=FLAGS.overlap)
   with tempfile.TemporaryDirectory(prefix='dssr-app-') as work_dir:
     page = app.build(engine, work_dir)
@@ -64,3 +64,11 @@ def main(argv: Sequence[str]) -> None:
           f'http://{FLAGS.host}:{FLAGS.port}', flush=True)
     page.launch(server_name=FLAGS.host, server_port=FLAGS.port, show_error=True,
                 allowed_paths=[work_dir])
+
+
+def run() -> None:
+  commands.run(main)
+
+
+if __name__ == '__main__':
+  run()

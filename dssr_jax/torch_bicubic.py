@@ -76,28 +76,28 @@ def _check(shape, scale, fn):
 
 
 def up_matrices(shape, scale: int) -> tuple[np.ndarray, np.ndarray]:
-  """The (height, width) matrices of `torch_bicubic_up` for an NHWC input of `shape`."""
-  _check(shape, scale, 'torch_bicubic_up')
+  """The (height, width) matrices of `up` for an NHWC input of `shape`."""
+  _check(shape, scale, 'torch_bicubic.up')
   _, h, w, _ = shape
   return (bicubic_matrix(h, h * scale, False, int(scale)),
           bicubic_matrix(w, w * scale, False, int(scale)))
 
 
 def down_matrices(shape, scale: int) -> tuple[np.ndarray, np.ndarray]:
-  """The (height, width) matrices of `torch_bicubic_down` for an NHWC input of `shape`."""
-  _check(shape, scale, 'torch_bicubic_down')
+  """The (height, width) matrices of `down` for an NHWC input of `shape`."""
+  _check(shape, scale, 'torch_bicubic.down')
   _, h, w, _ = shape
   if h < scale or w < scale:
-    raise ValueError(f'torch_bicubic_down: input {h}x{w} is smaller than scale {scale}')
+    raise ValueError(f'torch_bicubic.down: input {h}x{w} is smaller than scale {scale}')
   return bicubic_matrix(h, h // scale, True), bicubic_matrix(w, w // scale, True)
 
 
-def torch_bicubic_up(x: jax.Array, scale: int) -> jax.Array:
+def up(x: jax.Array, scale: int) -> jax.Array:
   """`F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)` on NHWC."""
   return resize_with(x, *up_matrices(x.shape, scale))
 
 
-def torch_bicubic_down(x: jax.Array, scale: int) -> jax.Array:
+def down(x: jax.Array, scale: int) -> jax.Array:
   """`F.interpolate(x, scale_factor=1/scale, mode='bicubic', align_corners=True)` on NHWC.
 
   The output is `floor(h / scale) x floor(w / scale)`; with align_corners=True PyTorch's source

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dssr_jax import fast
-from dssr_jax import resize
+from dssr_jax import torch_bicubic
 
 
 def _torch_bicubic_1d(v, n_out, align_corners, scale=None):
@@ -41,7 +41,7 @@ def _torch_bicubic_1d(v, n_out, align_corners, scale=None):
 
 
 def test_hand_derived_x2_border_rows():
-  m = resize.bicubic_matrix(5, 10, False, 2)
+  m = torch_bicubic.bicubic_matrix(5, 10, False, 2)
   # o=0: src=-0.25 -> taps at -2,-1,0,1 with t=0.75; the three clamped to 0 add up.
   np.testing.assert_allclose(m[0, :2], [1.10546875, -0.10546875], atol=1e-7)
   np.testing.assert_allclose(m[0, 2:], 0)
@@ -52,7 +52,7 @@ def test_hand_derived_x2_border_rows():
 
 def test_x3_centres_coincide():
   # Output 3k+1 sits exactly on input k (t == 0): a copy.
-  m = resize.bicubic_matrix(7, 21, False, 3)
+  m = torch_bicubic.bicubic_matrix(7, 21, False, 3)
   np.testing.assert_allclose(m[1::3], np.eye(7), atol=1e-7)
 
 
@@ -60,7 +60,7 @@ def test_x3_centres_coincide():
 def test_up_matches_direct_formula(n_in, scale):
   rng = np.random.default_rng(0)
   v = rng.random(n_in)
-  m = resize.bicubic_matrix(n_in, n_in * scale, False, scale)
+  m = torch_bicubic.bicubic_matrix(n_in, n_in * scale, False, scale)
   np.testing.assert_allclose(m @ v, _torch_bicubic_1d(v, n_in * scale, False, scale), atol=1e-6)
 
 
@@ -69,7 +69,7 @@ def test_down_matches_direct_formula(n_in, scale):
   rng = np.random.default_rng(1)
   v = rng.random(n_in)
   n_out = n_in // scale
-  m = resize.bicubic_matrix(n_in, n_out, True)
+  m = torch_bicubic.bicubic_matrix(n_in, n_out, True)
   np.testing.assert_allclose(m @ v, _torch_bicubic_1d(v, n_out, True), atol=1e-6)
   # Corner-aligned: the end pixels are copied.
   np.testing.assert_allclose((m @ v)[[0, -1]], v[[0, -1]], atol=1e-6)
@@ -77,24 +77,25 @@ def test_down_matches_direct_formula(n_in, scale):
 
 def test_constants_preserved_and_linear_interior():
   x = jnp.full((1, 6, 9, 2), 0.37, jnp.float32)
-  np.testing.assert_allclose(resize.torch_bicubic_up(x, 3), 0.37, atol=1e-6)
-  np.testing.assert_allclose(resize.torch_bicubic_down(resize.torch_bicubic_up(x, 2), 2), 0.37,
+  np.testing.assert_allclose(torch_bicubic.up(x, 3), 0.37, atol=1e-6)
+  np.testing.assert_allclose(torch_bicubic.down(torch_bicubic.up(x, 2), 2), 0.37,
                              atol=1e-6)
   # Every row of both matrices sums to 1 (the kernel is a partition of unity).
-  for m in (resize.bicubic_matrix(9, 27, False, 3), resize.bicubic_matrix(27, 9, True)):
+  matrix = torch_bicubic.bicubic_matrix
+  for m in (matrix(9, 27, False, 3), matrix(27, 9, True)):
     np.testing.assert_allclose(m.sum(1), 1, atol=1e-6)
 
 
 def test_symmetry_and_separability():
   rng = np.random.default_rng(2)
   x = jnp.asarray(rng.random((2, 5, 7, 3)), jnp.float32)
-  y = resize.torch_bicubic_up(x, 2)
+  y = torch_bicubic.up(x, 2)
   assert y.shape == (2, 10, 14, 3)
   # Mirroring the input mirrors the output (both coordinate conventions are centred).
-  np.testing.assert_allclose(resize.torch_bicubic_up(x[:, ::-1, ::-1], 2), y[:, ::-1, ::-1],
+  np.testing.assert_allclose(torch_bicubic.up(x[:, ::-1, ::-1], 2), y[:, ::-1, ::-1],
                              atol=1e-6)
-  yd = resize.torch_bicubic_down(y, 2)
-  np.testing.assert_allclose(resize.torch_bicubic_down(y[:, :, ::-1], 2), yd[:, :, ::-1], atol=1e-6)
+  yd = torch_bicubic.down(y, 2)
+  np.testing.assert_allclose(torch_bicubic.down(y[:, :, ::-1], 2), yd[:, :, ::-1], atol=1e-6)
   # The 2-D result equals the per-axis 1-D formula applied twice (rows, then columns).
   xn = np.asarray(x[0, :, :, 1], np.float64)
   rows = np.stack([_torch_bicubic_1d(r, 14, False, 2) for r in xn])
@@ -109,24 +110,24 @@ def test_dense_and_banded_application_equal_the_matrix_product(h, w):
   rng = np.random.default_rng(h * w)
   x = rng.random((1, h, w, 2)).astype(np.float32)
   xd = rng.random((1, 4 * h, 3 * w, 2)).astype(np.float32)
-  cases = [(x, resize.bicubic_matrix(h, h * s, False, s), resize.bicubic_matrix(w, w * s, False, s))
-           for s in (2, 3)]
-  cases.append((xd, resize.bicubic_matrix(4 * h, 2 * h, True), resize.bicubic_matrix(3 * w, w, True)))
+  matrix = torch_bicubic.bicubic_matrix
+  cases = [(x, matrix(h, h * s, False, s), matrix(w, w * s, False, s)) for s in (2, 3)]
+  cases.append((xd, matrix(4 * h, 2 * h, True), matrix(3 * w, w, True)))
   for inp, mh, mw in cases:
     dense = np.einsum('ph,qw,bhwc->bpqc', mh, mw, inp.astype(np.float64))
-    for form in (resize.resize_with, fast.banded_resize):
+    for form in (torch_bicubic.resize_with, fast.banded_resize):
       np.testing.assert_allclose(form(jnp.asarray(inp), mh, mw), dense, atol=1e-6)
-  np.testing.assert_allclose(resize.torch_bicubic_up(jnp.asarray(x), 2),
+  np.testing.assert_allclose(torch_bicubic.up(jnp.asarray(x), 2),
                              np.einsum('ph,qw,bhwc->bpqc', *cases[0][1:], x), atol=1e-6)
 
 
 def test_bad_inputs():
   with pytest.raises(ValueError, match='rank 4'):
-    resize.torch_bicubic_up(jnp.zeros((4, 4, 3)), 2)
+    torch_bicubic.up(jnp.zeros((4, 4, 3)), 2)
   with pytest.raises(ValueError, match='scale'):
-    resize.torch_bicubic_up(jnp.zeros((1, 4, 4, 3)), 0)
+    torch_bicubic.up(jnp.zeros((1, 4, 4, 3)), 0)
   with pytest.raises(ValueError, match='smaller than scale'):
-    resize.torch_bicubic_down(jnp.zeros((1, 2, 8, 3)), 3)
+    torch_bicubic.down(jnp.zeros((1, 2, 8, 3)), 3)
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
@@ -136,10 +137,11 @@ def test_banded_gradient_is_the_transposed_matrix(scale):
   for up, (h, w) in ((True, (7, 9)), (False, (25, 19))):
     x = jnp.asarray(rng.random((2, h, w, 3), np.float32))
     if up:
-      mh = resize.bicubic_matrix(h, h * scale, False, scale)
-      mw = resize.bicubic_matrix(w, w * scale, False, scale)
+      mh = torch_bicubic.bicubic_matrix(h, h * scale, False, scale)
+      mw = torch_bicubic.bicubic_matrix(w, w * scale, False, scale)
     else:
-      mh, mw = resize.bicubic_matrix(h, h // scale, True), resize.bicubic_matrix(w, w // scale, True)
+      mh = torch_bicubic.bicubic_matrix(h, h // scale, True)
+      mw = torch_bicubic.bicubic_matrix(w, w // scale, True)
     y, vjp = jax.vjp(lambda x: fast.banded_resize(x, mh, mw), x)
     ct = rng.standard_normal(y.shape)
     want = np.einsum('ph,qw,bpqc->bhwc', mh, mw, ct)

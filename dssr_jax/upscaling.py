@@ -1,4 +1,4 @@
-"""Inference: a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
+"""Upscaling (inference): a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
 
 `load_model` -> `make_sr_fn` -> (optionally `self_ensemble`) -> `tiling.tiled_apply` is what
 eval, the figures, the demo and `python -m dssr_jax.infer` run; `tile_planner` picks the tile from
@@ -18,10 +18,10 @@ import numpy as np
 
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import fast
-from dssr_jax import imageio
+from dssr_jax import image_files
 from dssr_jax import model as model_lib
-from dssr_jax import resize
 from dssr_jax import tiling
+from dssr_jax import torch_bicubic
 
 SRFn = tiling.SRFn
 
@@ -255,13 +255,8 @@ def self_ensemble(fn: SRFn) -> SRFn:
 
 def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
   """Alpha channel [h, w] upscaled with PyTorch's bicubic (the network only sees colour)."""
-  mh, mw = resize.up_matrices((1,) + alpha.shape + (1,), scale)
-  return np.clip(mh @ alpha.astype(np.float32) @ mw.T, 0, 1)
-
-
-def detail_image(d: np.ndarray) -> np.ndarray:
-  """A signed detail map [h, w, 3] (residual around 0) as uint8 0.5 + d, as the paper's Fig. 4."""
-  return imageio.to_uint8(0.5 + np.asarray(d, np.float32))
+  up = torch_bicubic.up(alpha.astype(np.float32)[None, :, :, None], scale)
+  return np.clip(np.asarray(up)[0, :, :, 0], 0, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +267,7 @@ class Upscaled:
   plan: tiling.TilePlan | None
 
 
-def upscale_image(sr_fn: SRFn, img: imageio.NativeImage, scale: int, *, tile: int = 0,
+def upscale_image(sr_fn: SRFn, img: image_files.NativeImage, scale: int, *, tile: int = 0,
                   overlap: int = 32, planner: tiling.TilePlanner | None = None,
                   progress: Callable[[int], Any] | None = None,
                   on_plan: Callable[[tiling.TilePlan], Any] | None = None) -> Upscaled:
@@ -294,7 +289,7 @@ def upscale_image(sr_fn: SRFn, img: imageio.NativeImage, scale: int, *, tile: in
       on_plan(plan)
   out = tiling.tiled_apply(sr_fn, img.rgb[None], scale, tile, overlap, progress)
   alpha = None if img.alpha is None else upscale_alpha(img.alpha, scale)
-  return Upscaled(samples=imageio.to_samples(out['sr'][0], alpha, img.grey, img.bits), out=out,
+  return Upscaled(samples=image_files.to_samples(out['sr'][0], alpha, img.grey, img.bits), out=out,
                   plan=plan)
 
 
@@ -312,13 +307,14 @@ def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, sc
   Raises:
     ValueError: src is not a readable image (tiling.MemoryBudgetError: it cannot fit the budget).
   """
-  up = upscale_image(sr_fn, imageio.read_native(src), scale, tile=tile, overlap=overlap,
+  up = upscale_image(sr_fn, image_files.read_native(src), scale, tile=tile, overlap=overlap,
                      planner=planner, progress=progress, on_plan=on_plan)
-  imageio.write_native(dst, up.samples)
+  image_files.write_native(dst, up.samples)
   if save_details and 'details' in up.out:
     stem = os.path.splitext(str(dst))[0]
     details = up.out['details'][:, 0].astype(np.float32)
-    imageio.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
+    image_files.atomic_write(f'{stem}_details.npy', lambda p: np.save(p, details))
     for t, d in enumerate(details, start=1):
-      imageio.write_png(f'{stem}_detail_t{t}.png', detail_image(d))
+      image_files.write_png(f'{stem}_detail_t{t}.png',
+                            image_files.to_uint8(image_files.detail_image(d)))
   return up.plan

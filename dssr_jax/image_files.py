@@ -28,6 +28,7 @@ from typing import BinaryIO, Callable, Sequence, Tuple, Union
 from etils import epath
 import numpy as np
 from PIL import Image
+from PIL import UnidentifiedImageError
 
 PathLike = Union[str, os.PathLike]
 
@@ -38,9 +39,22 @@ _GREY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
+def _reason(e: Exception) -> str:
+  """A decoder's error for a user: Pillow's 'cannot identify' names its in-memory buffer."""
+  if isinstance(e, UnidentifiedImageError):
+    return 'not an image in a format Pillow knows, or a damaged one'
+  return str(e)
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
   """Float image in [0, 1] -> uint8: clip, then round (what saving an 8-bit image does)."""
   return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def detail_image(detail: np.ndarray, gain: float = 1.0) -> np.ndarray:
+  """A signed detail map (around 0) as a viewable float image: 0.5 + gain * d, clipped to [0, 1]
+  (the paper's Fig. 4 shows them so)."""
+  return np.clip(0.5 + gain * np.asarray(detail, np.float32), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,7 +228,7 @@ def read_image(path: PathLike, with_info: bool = False):
       im.load()
       arr, info = to_rgb_uint8(im)
   except _PIL_ERRORS as e:
-    raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
+    raise ValueError(f'cannot read image {str(path)!r}: {_reason(e)}') from e
   if arr.shape[0] < 1 or arr.shape[1] < 1:
     raise ValueError(f'image {str(path)!r} is empty ({arr.shape})')
   return (arr, info) if with_info else arr
@@ -230,7 +244,7 @@ def image_size(path: PathLike) -> Tuple[int, int]:
     with epath.Path(path).open('rb') as f, Image.open(f) as im:
       w, h = im.size
   except _PIL_ERRORS as e:
-    raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
+    raise ValueError(f'cannot read image {str(path)!r}: {_reason(e)}') from e
   return h, w
 
 
@@ -359,7 +373,7 @@ def read_native(path: PathLike) -> NativeImage:
       return _from_samples(arr.astype(np.uint16), 16, tiff=False)
     return _from_samples(arr.astype(np.uint8), 8, tiff=False)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'cannot read image {str(path)!r}: {e}') from e
+    raise ValueError(f'cannot read image {str(path)!r}: {_reason(e)}') from e
 
 
 def to_samples(rgb: np.ndarray, alpha: np.ndarray | None, grey: bool, bits: int) -> np.ndarray:

@@ -210,7 +210,7 @@ def test_infer_cli_tiles_under_a_budget_and_refuses_an_impossible_one(tiny_ckpt,
                f'--out={tmp_path / "out"}', '--max_memory_gb=0.003', '--overlap=16',
                '--jax_cache_dir='], tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert 'tiles of 48 LR pixels' in proc.stderr
+  assert '1x2 tiles of 56x48 LR pixels (overlap 16' in proc.stderr
   assert 'more than the 3.0 MB memory budget' in proc.stderr
   whole = tiny_fn(img[None] / np.float32(255))['sr'][0]  # tiny_ckpt holds tiny_fn's weights
   out = imageio.read_image(tmp_path / 'out' / 'a_x2.png').astype(int)

@@ -211,8 +211,9 @@ class TilePlanner:
   square that fits: it lays every grid of rows x columns over the image, each with the smallest
   rectangle (th x tw, every tile the same shape, so one compilation) that covers it with
   neighbours sharing `overlap` pixels, and takes the grid whose tiles add up to the fewest pixels
-  among those whose program fits the budget (a 540x960 image under a budget that holds a fifth of
-  it: 2x2 tiles of 288x496, 1.10x its pixels, rather than six squares of 416, 2x).
+  among those whose program fits the budget (a 540x960 photo at the paper network's width under
+  2 GB: 2x2 tiles of 288x496, 1.10x its pixels, where the largest square that fits, 416, takes
+  six tiles and 2.0x).
 
   The numbers are XLA's own memory analysis of the compiled programs (`measure`). Compiling is
   slow, so the planner compiles as few programs as it can: the memory of a convolutional network

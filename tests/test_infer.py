@@ -38,7 +38,8 @@ def _bicubic_fn(scale):
 
 
 @pytest.mark.parametrize('shape,tile,overlap', [((23, 31), 14, 8), ((16, 9), 12, 8),
-                                                ((7, 30), 12, 8)])
+                                                ((7, 30), 12, 8), ((23, 31), (12, 20), 8),
+                                                ((23, 31), (23, 13), 8), ((30, 9), (11, 9), 8)])
 def test_tiled_bicubic_equals_untiled(shape, tile, overlap):
   # Bicubic reads 2 LR pixels either side; the zero-weight margin (3/8 of the overlap)
   # hides every output pixel that saw a tile edge, so tiling must be exact, seams included.
@@ -49,6 +50,8 @@ def test_tiled_bicubic_equals_untiled(shape, tile, overlap):
   full = fn(lr)
   tiled = tiling.tiled_apply(lambda x: calls.append(x.shape) or fn(x), lr, 2, tile, overlap)
   assert len(set(calls)) == 1  # every tile has the same shape: one compilation
+  th, tw = (tile, tile) if np.ndim(tile) == 0 else tile
+  assert calls[0][1:3] == (min(th, shape[0]), min(tw, shape[1]))
   assert tiled['sr'].shape == full['sr'].shape and tiled['steps'].shape == full['steps'].shape
   np.testing.assert_allclose(tiled['sr'], full['sr'], atol=1e-5)
   np.testing.assert_allclose(tiled['steps'], full['steps'], atol=1e-5)
@@ -87,6 +90,10 @@ def test_tiled_rejects_bad_arguments():
     tiling.tiled_apply(_bicubic_fn(2), lr, 2, 8, 8)
   with pytest.raises(ValueError, match='must be >= 0'):
     tiling.tiled_apply(_bicubic_fn(2), lr, 2, -1, 0)
+  with pytest.raises(ValueError, match='both sides positive'):
+    tiling.tiled_apply(_bicubic_fn(2), lr, 2, (8, 0), 2)
+  with pytest.raises(ValueError, match='overlap'):  # the cut axis is too short for the overlap
+    tiling.tiled_apply(_bicubic_fn(2), lr, 2, (20, 8), 8)
   with pytest.raises(ValueError, match=r'\[B, h, w, C\]'):
     tiling.tiled_apply(_bicubic_fn(2), lr[0], 2, 8, 2)
   with pytest.raises(ValueError, match='spatial shape'):
@@ -213,6 +220,11 @@ def test_tiled_network_matches_untiled(tiny_fn):
   for key in ('sr', 'steps', 'details'):
     assert tiled[key].shape == full[key].shape
     np.testing.assert_allclose(tiled[key], full[key], atol=1 / 255)
+  # A rectangular grid (2x3 tiles of 22x18) agrees as well.
+  calls = []
+  rect = tiling.tiled_apply(lambda x: calls.append(x.shape) or tiny_fn(x), lr, 2, (22, 18), 12)
+  assert set(calls) == {(1, 22, 18, 3)} and len(calls) == 2 * 3
+  np.testing.assert_allclose(rect['sr'], full['sr'], atol=1 / 255)
   # Without overlap the seams are visibly wrong: the agreement above is the blending's doing.
   hard = tiling.tiled_apply(tiny_fn, lr, 2, 15, 0)
   assert np.abs(hard['sr'] - full['sr']).max() > 1 / 255

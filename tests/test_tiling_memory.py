@@ -37,55 +37,113 @@ class FakeProgram:
                                 output=12 * px)
 
 
-def test_linear_programs_get_the_largest_fitting_tile_with_three_compilations():
+def _covering(n, t, overlap):
+  """Start offsets of tiles of length t over [0, n), by hand: as few as cover n, each next one
+  starting where the previous one ends less `overlap` (the last flush with the end)."""
+  if t >= n:
+    return [0]
+  count = 1 + -(-(n - t) // (t - overlap))
+  return [min(i * (t - overlap), n - t) for i in range(count)]
+
+
+def _check_layout(plan, h, w, overlap):
+  """Lays the plan's tiles over the image, counting how many cover each pixel: none missing, the
+  grid and tile count as the plan says, neighbours sharing at least `overlap` pixels."""
+  th, tw = plan.tile
+  ys, xs = tiling.tile_starts(h, th, overlap), tiling.tile_starts(w, tw, overlap)
+  assert (len(ys), len(xs)) == plan.grid and len(ys) * len(xs) == plan.tiles
+  count = np.zeros((h, w), int)
+  for y in ys:
+    for x in xs:
+      assert y >= 0 and x >= 0 and y + th <= h and x + tw <= w
+      count[y:y + th, x:x + tw] += 1
+  assert count.min() >= 1  # no gap
+  # Along each axis: the band two neighbours share (covered twice) is >= overlap wide.
+  for starts, t, line in ((ys, th, count[:, 0]), (xs, tw, count[0, :])):
+    for a, b in zip(starts, starts[1:]):
+      assert a < b and a + t - b >= overlap
+      assert np.all(line[b:a + t] >= 2)
+  assert count.sum() == plan.tiles * th * tw == round(plan.computed * h * w)
+
+
+def test_a_photo_is_cut_into_few_tiles_that_compute_little_more_than_its_pixels():
+  # The paper network's memory (10.5 kB per LR pixel, 33 MB of weights) under 2 GB: the whole
+  # 540x960 photo needs 5.5 GB; a tile may have at most (2e9 - 33e6) / 10,500 = 187,333 pixels,
+  # less than a third of the photo (172,800) with its overlaps, so it takes four tiles.
+  fake = FakeProgram(fixed=33_000_000, per_px=10_500)
+  budget = 2 * 10**9
+  planner = tiling.TilePlanner(fake, budget, scale=2, overlap=32, host_shares_budget=False)
+  plan = planner.plan((1, 540, 960, 3))
+  th, tw = plan.tile
+  assert plan.tiles * th * tw <= 1.3 * 540 * 960  # six squares of 416 would be 2.0x
+  assert plan.need == fake.bytes(th * tw) <= budget
+  assert plan.tiles == 4 and th * tw > 540 * 960 / 4
+  _check_layout(plan, 540, 960, 32)
+  # The smallest tile (checked first), the whole image, then only the chosen tile.
+  assert fake.calls == [(1, 64, 64, 3), (1, 540, 960, 3), (1, th, tw, 3)]
+  assert '2x2 tiles of 288x496 LR pixels (overlap 32, 1.10x' in plan.describe()
+
+
+def test_plans_cover_the_image_with_the_fewest_pixels_that_fit():
+  # Against a brute force over every tile shape (multiples of 16 or the full side) whose program
+  # fits: no plan computes more pixels than the best of them, and every plan lays its tiles
+  # without a gap or a thin overlap.
+  budget = 1_200_000  # tiles of at most (1.2e6 - 50,000) / 1060 = 1084 pixels
+  for h, w, overlap in [(100, 150, 8), (20, 400, 8), (97, 61, 5), (300, 41, 0), (64, 200, 16)]:
+    fake = FakeProgram()
+    planner = tiling.TilePlanner(fake, budget, scale=2, overlap=overlap, host_shares_budget=False)
+    plan = planner.plan((1, h, w, 3))
+    lengths = lambda n: [n] + list(range(max(16, 2 * overlap), n, 16))
+    best = min(len(_covering(h, th, overlap)) * len(_covering(w, tw, overlap)) * th * tw
+               for th in lengths(h) for tw in lengths(w) if fake.bytes(th * tw) <= budget)
+    th, tw = plan.tile
+    assert plan.tiles * th * tw == best, (h, w)
+    assert plan.need == fake.bytes(th * tw) <= budget
+    _check_layout(plan, h, w, overlap)
+    assert len(fake.calls) <= 3
+
+
+def test_later_images_reuse_the_line_and_small_ones_run_whole():
   fake = FakeProgram()
   planner = tiling.TilePlanner(fake, 1_200_000, scale=2, overlap=8, host_shares_budget=False)
   plan = planner.plan((1, 100, 150, 3))
-  # By hand: 50,000 + 1060 t^2 <= 1.2e6 holds for t <= 32.9; tiles are multiples of 16.
-  assert plan.tile == 32 and plan.overlap == 8
-  assert plan.need == 50_000 + 1060 * 32 * 32 <= 1_200_000
   assert plan.whole == 50_000 + 1060 * 15_000 and plan.whole_exact
-  # 100 rows in tiles of 32 sharing 8: starts 0, 24, 48, 68 (4); 150 columns: 0..118 (6).
-  assert plan.tiles == 4 * 6
-  # The smallest tile (checked first), the whole image, then only the chosen tile.
-  assert fake.calls == [(1, 16, 16, 3), (1, 100, 150, 3), (1, 32, 32, 3)]
-  # The next image: the line already knows both, so nothing new is compiled.
-  assert planner.plan((1, 120, 90, 3)).tile == 32
-  assert len(fake.calls) == 3
+  calls = len(fake.calls)
+  # The next image: the line already knows two sizes, so only its own tile is compiled.
+  assert planner.plan((1, 120, 90, 3)).tiles > 1
+  assert len(fake.calls) <= calls + 1
   # A small image runs whole: its own program is measured (it is the one that will run).
   small = planner.plan((1, 20, 30, 3))
   assert small.tile == 0 and small.need == 50_000 + 1060 * 600 and small.tiles == 1
-  assert 'whole image' in small.describe() and '32 LR pixels' in plan.describe()
-
-
-def test_tiles_clipped_to_a_thin_image_may_be_longer():
-  # 20 rows: a tile of t covers 20 x t pixels, so 50,000 + 1060 * 20 t <= 1.2e6 allows t <= 54.
-  fake = FakeProgram()
-  planner = tiling.TilePlanner(fake, 1_200_000, scale=2, overlap=8, host_shares_budget=False)
-  assert planner.plan((1, 20, 400, 3)).tile == 48
+  assert 'whole image' in small.describe()
 
 
 def test_an_optimistic_line_is_corrected_by_measuring():
   # Memory growing slower than the pixels: the line through the smallest tile and the whole image
-  # under-estimates the sizes between them and first picks 80 (by hand: 1000 * 6400^0.8 + 50,000
-  # = 1.15e6 > 1e6); measured, 80 is refused, and the largest that fits is 64 (826,000 bytes).
+  # under-estimates the sizes between them. Tiles it wrongly predicts to fit are measured and
+  # refused; the chosen one is measured to fit.
   fake = FakeProgram(per_px=1000, power=0.8)
   budget = 1_000_000
   planner = tiling.TilePlanner(fake, budget, scale=2, overlap=8, host_shares_budget=False)
   plan = planner.plan((1, 200, 200, 3))
-  assert (1, 80, 80, 3) in fake.calls
-  assert plan.tile == 64 and plan.need == fake.bytes(64**2) <= budget
+  th, tw = plan.tile
+  refused = [s for s in fake.calls if fake.bytes(s[1] * s[2]) > budget and s[1:3] != (200, 200)]
+  assert refused  # the line was wrong at least once
+  assert plan.need == fake.bytes(th * tw) <= budget
+  _check_layout(plan, 200, 200, 8)
 
 
 def test_host_buffers_share_the_budget_on_cpu():
   # Same programs; the host now also holds the input (12 B/px), the output (12 B/px per LR px)
   # twice and the weight sum (4 B per output px = 16 B per LR px) of the 100x150 image: 52 B/px.
-  # A tile of 32 (1,135,440 bytes of program) fits without them, not with them.
+  # A tile of 32x32 (1,135,440 bytes of program, the choice without them) fits with them only
+  # if it has fewer pixels.
   host = 15_000 * (12 + 2 * 12 + 16)
   fake = FakeProgram()
   planner = tiling.TilePlanner(fake, 50_000 + 1060 * 32**2 + host - 1, scale=2, overlap=8)
   plan = planner.plan((1, 100, 150, 3))
-  assert plan.tile == 16 and plan.need == 50_000 + 1060 * 256 + host
+  th, tw = plan.tile
+  assert th * tw < 32**2 and plan.need == 50_000 + 1060 * th * tw + host
 
 
 def test_impossible_budgets_are_clear_errors():
@@ -115,10 +173,12 @@ def test_the_tiny_network_under_a_tiny_budget_is_tiled_and_equals_the_whole_pass
   budget = int(3e6)  # the whole 56x72 pass needs ~3.8 MB, a 48x48 tile ~2.6 MB (measured)
   planner = upscaling.tile_planner(tiny_fn, 2, max_memory_gb=budget / 1e9, overlap=16)
   plan = planner.plan(lr.shape)
-  assert plan.tile > 0 and plan.whole > budget and plan.need <= budget
+  th, tw = plan.tile
+  assert plan.tiles > 1 and plan.whole > budget and plan.need <= budget
+  assert th != tw  # a rectangle
   # The numbers are XLA's analysis of the programs themselves, host buffers added on CPU.
-  mem = tiny_fn.memory((1, plan.tile, plan.tile, 3))
-  assert mem.temp > 0 and mem.argument > 0 and mem.output == 4 * 3 * 4 * plan.tile**2
+  mem = tiny_fn.memory((1, th, tw, 3))
+  assert mem.temp > 0 and mem.argument > 0 and mem.output == 4 * 3 * 4 * th * tw
   host = 56 * 72 * (12 + 2 * 48 + 16)
   assert plan.need == mem.total + host
   assert len(planner.measured) <= 3
@@ -150,7 +210,7 @@ def test_infer_cli_tiles_under_a_budget_and_refuses_an_impossible_one(tiny_ckpt,
                f'--out={tmp_path / "out"}', '--max_memory_gb=0.003', '--overlap=16',
                '--jax_cache_dir='], tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert 'tiles of 48 LR pixels' in proc.stderr
+  assert '1x2 tiles of 56x48 LR pixels (overlap 16' in proc.stderr
   assert 'more than the 3.0 MB memory budget' in proc.stderr
   whole = tiny_fn(img[None] / np.float32(255))['sr'][0]  # tiny_ckpt holds tiny_fn's weights
   out = image_files.read_image(tmp_path / 'out' / 'a_x2.png').astype(int)

@@ -37,16 +37,16 @@ def _define_flags():
 def main(argv) -> None:
   del argv
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dssr_jax import imageio  # pylint: disable=g-import-not-at-top
-  from dssr_jax import inference  # pylint: disable=g-import-not-at-top
+  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
+  from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
   from dssr_jax import tiling  # pylint: disable=g-import-not-at-top
 
-  loaded = inference.load_model(FLAGS.checkpoint)
+  loaded = upscaling.load_model(FLAGS.checkpoint)
   scale = int(loaded.config['scale'])
-  fn = inference.make_sr_fn(loaded, ('sr',))
-  lr = imageio.read_native(FLAGS.image).rgb[None]
+  fn = upscaling.make_sr_fn(loaded, ('sr',))
+  lr = image_files.read_native(FLAGS.image).rgb[None]
   t0 = time.perf_counter()
-  plan = inference.tile_planner(fn, scale, max_memory_gb=FLAGS.max_memory_gb,
+  plan = upscaling.tile_planner(fn, scale, max_memory_gb=FLAGS.max_memory_gb,
                                 overlap=FLAGS.overlap).plan(lr.shape)
   print(f'{lr.shape[1]}x{lr.shape[2]} LR: {plan.describe()} (planned and compiled in '
         f'{time.perf_counter() - t0:.0f} s)', flush=True)
@@ -56,7 +56,7 @@ def main(argv) -> None:
     t, c = time.perf_counter(), time.process_time()
     out = tiling.tiled_apply(fn, lr, scale, tile, plan.overlap)['sr']
     times = time.perf_counter() - t, time.process_time() - c
-    return times, imageio.to_uint8(out[0]).astype(int)
+    return times, image_files.to_uint8(out[0]).astype(int)
 
   tiled_s, whole_s = [], []
   for i in range(FLAGS.pairs):

@@ -95,5 +95,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   app.run(main)

@@ -16,7 +16,6 @@ import jax
 from ml_collections import config_flags
 
 from configs import default
-from dssr_jax import cli
 from dssr_jax import train_loop
 
 FLAGS = flags.FLAGS
@@ -62,5 +61,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   app.run(main)

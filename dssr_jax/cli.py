@@ -1,4 +1,4 @@
-"""What every dssr-jax command does the same way: quiet start-up, progress, the compile cache."""
+"""What every dssr-jax command does the same way: progress, the compile cache."""
 
 from __future__ import annotations
 
@@ -9,11 +9,6 @@ from typing import Iterable, TypeVar
 T = TypeVar('T')
 
 CACHE_DIR = os.path.join('~', '.cache', 'dssr_jax', 'xla')
-
-
-def quiet_tensorflow() -> None:
-  """Silences tensorflow's C++ start-up lines (oneDNN, CPU features); call before importing it."""
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 
 def use_compilation_cache(directory: str) -> None:

@@ -184,6 +184,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   _define_flags()
   app.run(main)

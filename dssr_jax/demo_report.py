@@ -231,7 +231,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   flags.DEFINE_string('workdir', None, 'The demo\'s training workdir (its latest checkpoint is '
                       'scored).', required=True)
   app.run(main)

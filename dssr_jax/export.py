@@ -31,7 +31,6 @@ from typing import Any, Sequence
 from absl import app
 from absl import flags
 
-from dssr_jax import cli
 from dssr_jax import imageio
 
 FORMATS = ('jax', 'savedmodel')
@@ -233,6 +232,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -154,6 +154,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  cli.quiet_tensorflow()
   _define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

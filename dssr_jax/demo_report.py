@@ -22,6 +22,7 @@ from absl import logging
 from etils import epath
 import numpy as np
 
+from dssr_jax import checkpoint
 from dssr_jax import cli
 from dssr_jax import imageio
 from dssr_jax import imresize
@@ -39,7 +40,7 @@ ZOOM = 2  # Each crop pixel drawn as ZOOM x ZOOM screen pixels, so that the deta
 GAP = 6  # White pixels between panels.
 
 
-def evaluate(loaded: inference.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
+def evaluate(loaded: checkpoint.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
              ) -> tuple[list[dict], dict | None]:
   """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir.
 
@@ -187,7 +188,7 @@ def summary_line(bicubic: float, dssr: float, scale: int) -> str:
 
 def report(workdir) -> dict:
   """Evaluates, writes results.json and comparison.png into WORKDIR/demo, prints the summary."""
-  loaded = inference.load_model(workdir)
+  loaded = checkpoint.load_model(workdir)
   scale = loaded.config['scale']
   out = epath.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'

@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from etils import epath
 import numpy as np
 
+from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import cli
 from dssr_jax import imageio
 from dssr_jax import inference
@@ -289,7 +290,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     requested = None
     if model_config is not None:
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
-    loaded = inference.load_model(checkpoint, step, requested)
+    loaded = checkpoint_lib.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
     fn = inference.make_sr_fn(loaded, ('sr', 'steps'))
     make_fn = lambda _: fn

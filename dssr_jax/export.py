@@ -218,8 +218,8 @@ def main(argv: Sequence[str]) -> int:
     lr_shape = parse_lr_shape(FLAGS.lr_shape)
     check_outputs_free(FLAGS.out, FLAGS.overwrite)
     platforms = parse_platforms(FLAGS.platforms)
-    from dssr_jax import inference  # pylint: disable=g-import-not-at-top
-    loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step)
+    from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step)
     meta = write(loaded, FLAGS.out, lr_shape, FLAGS.format, FLAGS.dtype, platforms,
                  FLAGS.overwrite)
   except (ValueError, FileNotFoundError, FileExistsError) as e:

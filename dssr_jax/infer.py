@@ -101,11 +101,12 @@ def main(argv: Sequence[str]) -> int:
   if not files:
     print('error: no input images', file=sys.stderr)
     return 1
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import inference  # pylint: disable=g-import-not-at-top
   cli.use_compilation_cache(FLAGS.jax_cache_dir)
   requested = {'dtype': FLAGS.dtype} if FLAGS.dtype else None
   try:
-    loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step, requested)
+    loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step, requested)
   except (ValueError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -22,7 +22,7 @@ from absl import flags
 from etils import epath
 import numpy as np
 
-from dssr_jax import cli
+from dssr_jax import checkpoint
 from dssr_jax import imageio
 from dssr_jax import inference
 
@@ -221,7 +221,7 @@ def main(argv):
         raise ValueError
     except ValueError:
       raise app.UsageError(f'--box must be Y,X,SIZE (three integers), got {FLAGS.box!r}') from None
-  loaded = inference.load_model(FLAGS.checkpoint, FLAGS.step)
+  loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step)
   scale = int(loaded.config['scale'])
   fn = inference.make_sr_fn(loaded)
   if figure == 'details':

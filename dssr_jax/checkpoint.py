@@ -289,4 +289,4 @@ def restore_training(mngr: ocp.CheckpointManager, state):
   scalar = lambda v: jax.device_put(jnp.asarray(v, jnp.int32), replicated)
   return state.replace(
       step=scalar(meta['data_step']), params=restored['params'], opt_state=restored['opt_state'],
-      bad_steps=scalar(meta.get('bad_steps', 0)), skipped=scalar(meta.get('skipped', 0)))
+      bad_steps=scalar(meta['bad_steps']), skipped=scalar(meta['skipped']))

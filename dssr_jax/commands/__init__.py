@@ -63,11 +63,12 @@ def _parse_flags(argv: Sequence[str]) -> list[str]:
 
 
 class _QuietLibraries(std_logging.Filter):
-  """Drops other libraries' INFO records (orbax logs a dozen per checkpoint opened)."""
+  """Drops other libraries' INFO records (orbax logs a dozen per checkpoint opened), but for the
+  training metrics that clu's logging writer prints."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     return record.levelno >= std_logging.WARNING or '/dssr_jax/' in record.pathname or (
-        record.pathname.endswith(('train.py', 'eval.py')))
+        record.pathname.endswith(('train.py', 'eval.py', '/clu/metric_writers/logging_writer.py')))
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:

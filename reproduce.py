@@ -158,7 +158,7 @@ def train(config, workdir: epath.Path) -> None:
     logging.info('%s: finished (step %d), not trained again', workdir, latest)
     return
   from dssr_jax import train_loop  # pylint: disable=g-import-not-at-top
-  out = train_loop.train_and_evaluate(config, workdir)
+  out = train_loop.train_and_evaluate(config, workdir, default.get_config())
   if out['stopped_by']:
     raise KeyboardInterrupt(f'{out["stopped_by"]}: {workdir} saved at step {out["step"]}; run '
                             'the same command again to continue')

@@ -89,6 +89,7 @@ def run_one(spec: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
   from dssr_jax import model as model_lib  # pylint: disable=g-import-not-at-top
   from dssr_jax import tiling  # pylint: disable=g-import-not-at-top
@@ -101,7 +102,7 @@ def run_one(spec: dict) -> dict:
   model = model_lib.DSSR(**kw)
   params = common.random_params(model, (1, 16, 16, 3))
   kw.pop('execution')
-  loaded = upscaling.LoadedModel(model=model, params=params, config=kw, step=0, path='random')
+  loaded = checkpoint.LoadedModel(model=model, params=params, config=kw, step=0, path='random')
   fn = upscaling.make_sr_fn(loaded, ('sr',))
   lr = np.random.default_rng(0).random((1, spec['h'], spec['w'], 3), np.float32)
   tiled = spec['case'] == 'tiled2k'

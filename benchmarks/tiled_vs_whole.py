@@ -38,10 +38,11 @@ def main(argv) -> None:
   del argv
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
   from dssr_jax import tiling  # pylint: disable=g-import-not-at-top
 
-  loaded = upscaling.load_model(FLAGS.checkpoint)
+  loaded = checkpoint.load_model(FLAGS.checkpoint)
   scale = int(loaded.config['scale'])
   fn = upscaling.make_sr_fn(loaded, ('sr',))
   lr = image_files.read_native(FLAGS.image).rgb[None]

@@ -64,7 +64,6 @@ def get_train_config() -> ml_collections.ConfigDict:
   t.init_from = ''
   t.max_bad_steps = 20  # Stop after this many consecutive steps with a non-finite loss or gradient.
   t.profile_steps = 0  # >0: capture a profiler trace of this many steps once, after warm-up.
-  t.distributed = False  # Call jax.distributed.initialize() (multi-host; settings auto-detected).
   return t
 
 

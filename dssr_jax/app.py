@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from dssr_jax import checkpoint
 from dssr_jax import image_files
 from dssr_jax import tiling
 from dssr_jax import upscaling
@@ -49,7 +50,7 @@ class Engine:
   max_pixels: int  # larger inputs are refused before decoding (Pillow's decompression-bomb limit)
 
 
-def make_engine(loaded: upscaling.LoadedModel, *, max_memory_gb: float | None = None,
+def make_engine(loaded: checkpoint.LoadedModel, *, max_memory_gb: float | None = None,
                 overlap: int = 32, max_pixels: int | None = None) -> Engine:
   """Compiles the network's programs and checks the memory budget, as `dssr_jax.infer` does.
 

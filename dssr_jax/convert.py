@@ -10,10 +10,9 @@ import runpy
 from typing import Any, Mapping
 
 import flax
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from dssr_jax import checkpoint
 from dssr_jax import model as model_lib
 
 _BLOCK = re.compile(r'^block_(\d+)$')
@@ -52,20 +51,13 @@ def _to_torch(key: str, w: np.ndarray) -> np.ndarray:
   return w.transpose(3, 2, 0, 1)
 
 
-def param_shapes(model: model_lib.DSSR) -> dict[tuple[str, ...], tuple[int, ...]]:
-  """Flat {path: shape} of the model's params, without computing anything (eval_shape)."""
-  lr = jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32)
-  tree = jax.eval_shape(model.init, jax.random.key(0), lr)['params']
-  return {k: tuple(v.shape) for k, v in flax.traverse_util.flatten_dict(tree).items()}
-
-
 def torch_to_flax(state_dict: Mapping[str, Any], model: model_lib.DSSR) -> dict:
   """The authors' state dict (numpy arrays, PyTorch layout) -> params for `model`.
 
   Also converts gradients of the same layout. Raises ValueError naming every missing, unexpected
   or mis-shaped key (with both shapes).
   """
-  shapes = param_shapes(model)
+  shapes = checkpoint.param_shapes(model)
   want = {_torch_key(p): p for p in shapes}
   missing = sorted(set(want) - set(state_dict))
   unexpected = sorted(set(state_dict) - set(want))
@@ -132,8 +124,6 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], scale: int, num_ste
 
 def convert_state_dict(state_dict, out_dir, scale: int, num_steps: int = 4) -> dict:
   """Converts and saves with dssr_jax.checkpoint.save_params; returns the model config."""
-  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
-
   cfg = infer_model_config(state_dict, scale, num_steps)
   up = state_dict.get('up.weight')
   k = model_lib.layers.RESAMPLE[scale][0] if scale in model_lib.layers.RESAMPLE else None

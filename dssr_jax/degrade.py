@@ -1,8 +1,9 @@
 """Blur kernels, blur, downsampling and noise: the degradations of docs/design.md section 3.
 
-Every operation exists twice with the same definition: numpy in float64 (test sets, offline
-generation) and tensorflow in float32 (`*_tf`, inside tf.data); tests/test_degrade.py holds them to
-1e-5 of each other. Images are HxWxC (TF: also BxHxWxC) floats in [0, 1].
+The numpy functions (float64) define each step and make the test sets; the tensorflow ones
+(`*_tf`, float32) are what tf.data runs for training: the same kernels, the sampling of them, and
+blur + downsampling fused (`iso_degrade_tf`, `aniso_degrade_tf`). tests/test_degrade.py holds each
+to 1e-5 of its numpy definition. Images are HxWxC floats in [0, 1].
 
 Setting 'iso' (Gaussian8, paper Tables IV-VI): 21x21 isotropic Gaussian, MATLAB bicubic down.
 Setting 'aniso' (DIV2KRK, Table VII): 11x11 anisotropic Gaussian with multiplicative noise (x4:
@@ -142,25 +143,6 @@ def sample_anisotropic_params(rng: np.random.Generator, size: int = ANISO_SIZE):
   return float(sx), float(sy), float(theta), noise
 
 
-def sample_kernel(rng: np.random.Generator, scale: int, degradation: str = 'iso',
-                  sigma_range: Optional[Sequence[float]] = None,
-                  aniso_offset: float = 0.5) -> np.ndarray:
-  """A random training kernel for `scale` (numpy); `sample_kernel_tf` draws from the same laws.
-
-  'aniso' kernels are centred `aniso_offset` pixels off the grid centre (see `anisotropic_kernel`).
-  """
-  if degradation == 'iso':
-    return isotropic_kernel(rng.uniform(*train_sigma_range(scale, sigma_range)))
-  if degradation == 'aniso':
-    k = anisotropic_kernel(*sample_anisotropic_params(rng), offset=aniso_offset)
-    if scale == 4:
-      return x4_kernel(k)
-    if scale == 2:
-      return k
-    raise ValueError(f"degradation 'aniso' is defined for scale 2 or 4, got {scale!r}")
-  raise ValueError(f'degradation must be one of {DEGRADATIONS}, got {degradation!r}')
-
-
 # ----------------------------------------------------------------------------- images (numpy)
 
 
@@ -288,7 +270,9 @@ def sample_sigma_tf(seed, scale: int, sigma_range: Optional[Sequence[float]] = N
 
 def sample_kernel_tf(seed, scale: int, degradation: str = 'iso',
                      sigma_range: Optional[Sequence[float]] = None, aniso_offset: float = 0.5):
-  """A random kernel from a stateless seed (shape [2] int); same laws as `sample_kernel`."""
+  """A random training kernel for `scale` from a stateless seed (shape [2] int): an isotropic
+  Gaussian of sigma U(`train_sigma_range`), or the anisotropic law (`sample_anisotropic_params`,
+  centred `aniso_offset` pixels off the grid centre; x4: `x4_kernel`)."""
   tf = _tf()
   if degradation == 'iso':
     return isotropic_kernel_tf(sample_sigma_tf(seed, scale, sigma_range))
@@ -305,34 +289,6 @@ def sample_kernel_tf(seed, scale: int, degradation: str = 'iso',
   raise ValueError(f'degradation must be one of {DEGRADATIONS}, got {degradation!r}')
 
 
-def blur_tf(img, kernel):
-  """`blur` for [H, W, C] or [B, H, W, C] float tensors with one [kh, kw] kernel (float32)."""
-  tf = _tf()
-  img = tf.cast(tf.convert_to_tensor(img), tf.float32)
-  kernel = tf.cast(tf.convert_to_tensor(kernel), tf.float32)
-  kh, kw = kernel.shape
-  if kh is None or kw is None or kh % 2 != 1 or kw % 2 != 1:
-    raise ValueError(f'blur_tf: kernel must be 2-D with static odd sizes, got {kernel.shape}')
-  squeeze = img.shape.rank == 3
-  x = img[None] if squeeze else img
-  h, w, c = x.shape[1], x.shape[2], x.shape[3]
-  if h is not None and w is not None and min(h, w) <= max(kh, kw) // 2:
-    raise ValueError(f'blur_tf: image {h}x{w} too small for reflect padding by {max(kh, kw) // 2}')
-  x = tf.pad(x, [[0, 0], [kh // 2, kh // 2], [kw // 2, kw // 2], [0, 0]], mode='REFLECT')
-  filt = tf.tile(kernel[:, :, None, None], [1, 1, c, 1])
-  y = tf.nn.depthwise_conv2d(x, filt, [1, 1, 1, 1], 'VALID')
-  return y[0] if squeeze else y
-
-
-def downsample_tf(img, scale: int, degradation: str):
-  scale = _check_scale(scale, 'downsample_tf')
-  if degradation == 'iso':
-    return matlab_bicubic.imresize_tf(img, 1.0 / scale)
-  if degradation == 'aniso':
-    return img[..., ::scale, ::scale, :]
-  raise ValueError(f'degradation must be one of {DEGRADATIONS}, got {degradation!r}')
-
-
 def quantize_tf(img):
   """round(clip(img, 0, 1) * 255) / 255 (float32), what saving an 8-bit image does."""
   tf = _tf()
@@ -340,17 +296,6 @@ def quantize_tf(img):
 
 
 # Fused training-path degradations: the same sums as blur + downsample, with less work.
-
-
-def blur_matrix(g: np.ndarray, n: int) -> np.ndarray:
-  """[n, n] matrix of 1-D correlation with the odd-length `g` after reflect padding (numpy)."""
-  r = len(g) // 2
-  if n <= r:
-    raise ValueError(f'blur_matrix: length {n} too small for reflect padding by {r}')
-  taps = _reflect_taps(n, len(g))
-  m = np.zeros((n, n))
-  np.add.at(m, (taps[:, 0], taps[:, 1]), np.tile(g, n))
-  return m
 
 
 def _reflect_taps(n: int, size: int) -> np.ndarray:
@@ -367,8 +312,8 @@ def iso_degrade_tf(hr, sigma, scale: int, size: int = ISO_SIZE):
 
   The Gaussian is separable (its 2-D normalisation factorises), so blur + imresize along each axis
   is one [H/s, H] matrix: imresize's matrix times the reflect-padded 1-D blur matrix. Equal to
-  `downsample_tf(blur_tf(hr, isotropic_kernel_tf(sigma)), scale, 'iso')` up to float32 rounding,
-  at about a tenth of the work.
+  `degrade(hr, isotropic_kernel(sigma), scale, 'iso')` up to float32 rounding, at about a tenth
+  of the work of blurring every pixel first.
   """
   tf = _tf()
   scale = _check_scale(scale, 'iso_degrade_tf')
@@ -395,12 +340,11 @@ def iso_degrade_tf(hr, sigma, scale: int, size: int = ISO_SIZE):
 
 
 def aniso_degrade_tf(hr, kernel, scale: int):
-  """blur_tf then [::s, ::s], computing only the kept pixels.
+  """`blur` then [::s, ::s] (`degrade(hr, kernel, scale, 'aniso')`), computing only the kept pixels.
 
   The s x s phases of the padded image become channels (space_to_depth) and the kernel is cut the
-  same way, so one dense stride-1 convolution computes the strided correlation: the same sums as
-  `downsample_tf(blur_tf(hr, kernel), s, 'aniso')`, many times faster on CPU than a strided
-  depthwise convolution with a 31x31 kernel.
+  same way, so one dense stride-1 convolution computes the strided correlation: the same sums,
+  many times faster on CPU than a strided depthwise convolution with a 31x31 kernel.
   """
   tf = _tf()
   scale = _check_scale(scale, 'aniso_degrade_tf')

@@ -19,6 +19,7 @@ import sys
 from etils import epath
 import numpy as np
 
+from dssr_jax import checkpoint
 from dssr_jax import degrade
 from dssr_jax import eval_lib
 from dssr_jax import image_files
@@ -38,7 +39,7 @@ ZOOM = 2  # Each crop pixel drawn as ZOOM x ZOOM screen pixels, so that the deta
 GAP = 6  # White pixels between panels.
 
 
-def evaluate(loaded: upscaling.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
+def evaluate(loaded: checkpoint.LoadedModel, hr_dir, figure=(FIGURE_IMAGE, FIGURE_SIGMA)
              ) -> tuple[list[dict], dict | None]:
   """PSNR-Y of MATLAB bicubic and of DSSR for every Gaussian8 LR image of the photos in hr_dir,
   scored by `eval_lib.score_records` (the protocol of eval.py).
@@ -196,7 +197,7 @@ def summary_line(bicubic: float, dssr: float, scale: int) -> str:
 
 def report(workdir) -> dict:
   """Evaluates, writes results.json and comparison.png into WORKDIR/demo, prints the summary."""
-  loaded = upscaling.load_model(workdir)
+  loaded = checkpoint.load_model(workdir)
   scale = loaded.config['scale']
   out = epath.Path(workdir) / 'demo'
   hr_dir = out / 'holdout_hr'

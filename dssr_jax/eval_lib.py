@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from etils import epath
 import numpy as np
 
+from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import degrade
 from dssr_jax import image_files
 from dssr_jax import metrics
@@ -432,7 +433,7 @@ def evaluate(*, data_dir: str, datasets: Sequence[str], scales: Sequence[int] | 
     requested = None
     if model_config is not None:
       requested = {k: v for k, v in dict(model_config).items() if k != 'scale'}
-    loaded = upscaling.load_model(checkpoint, step, requested)
+    loaded = checkpoint_lib.load_model(checkpoint, step, requested)
     scales = check_scales(scales, int(loaded.config['scale']), f'{checkpoint} (step {loaded.step})')
     run.update(checkpoint=str(checkpoint), step=loaded.step, model=loaded.config)
   else:

@@ -121,7 +121,7 @@ class _Source:
 def _embedded_source(config) -> _Source:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   names = [n for n in EMBEDDED_FILES
-           if not (config.get('embedded_holdout', True) and n in EMBEDDED_HOLDOUT)]
+           if not (config.embedded_holdout and n in EMBEDDED_HOLDOUT)]
   images = [embedded_images([n])[n] for n in names]
   # All photos in one flat buffer (~15 MB): a slice per image, no decoding.
   flat = tf.constant(np.concatenate([img.ravel() for img in images]))
@@ -184,7 +184,7 @@ def _decode(data, codec):
 
 def _folder_source(config) -> _Source:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  folders = config.get('folders') or ()
+  folders = config.folders
   if isinstance(folders, str):
     folders = tuple(f for f in folders.split(',') if f)
   if not folders:
@@ -285,13 +285,13 @@ def _tfds_source(config) -> _Source:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
     ds = tfds.data_source(config.tfds_name, split=config.tfds_split,
-                          data_dir=config.get('tfds_data_dir') or None)
+                          data_dir=config.tfds_data_dir or None)
   except Exception as e:  # pylint: disable=broad-except
     raise ValueError(
         f'data.tfds_name={config.tfds_name!r} split={config.tfds_split!r}: cannot open it for '
         'random access (prepare it in array_record format, e.g. `tfds build '
         f'{config.tfds_name} --file_format=array_record`): {e}') from e
-  key = config.get('tfds_image_key', 'hr')
+  key = config.tfds_image_key
   n = len(ds)
 
   def load(i):
@@ -306,7 +306,7 @@ def _tfds_source(config) -> _Source:
 
 
 def make_source(config: ml_collections.ConfigDict) -> _Source:
-  source = config.get('source', 'embedded')
+  source = config.source
   if source == 'embedded':
     return _embedded_source(config)
   if source == 'folders':
@@ -316,6 +316,16 @@ def make_source(config: ml_collections.ConfigDict) -> _Source:
   raise ValueError(f'data.source must be one of {SOURCES}, got {source!r}')
 
 
+def keep_tensorflow_off_accelerators() -> None:
+  """Hides GPUs from tensorflow (tf.data and the TensorBoard writer run on the CPU); otherwise its
+  runtime takes the accelerator memory that JAX needs. Call before tensorflow runs anything."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # Its runtime has started: an earlier call in this process hid them.
+    pass
+
+
 def block_slots(batch_size: int, image_window: int) -> int:
   """W: visits per block, `image_window` rounded up to a multiple of the global batch."""
   return -(-int(image_window) // batch_size) * batch_size
@@ -323,24 +333,24 @@ def block_slots(batch_size: int, image_window: int) -> int:
 
 def check_data_config(config: ml_collections.ConfigDict, scale: int) -> None:
   """Raises ValueError naming the first bad field of `config` (the `config.data` block)."""
-  if config.get('source', 'embedded') not in SOURCES:
-    raise ValueError(f'data.source must be one of {SOURCES}, got {config.get("source")!r}')
-  if config.get('degradation', 'iso') not in degrade.DEGRADATIONS:
+  if config.source not in SOURCES:
+    raise ValueError(f'data.source must be one of {SOURCES}, got {config.source!r}')
+  if config.degradation not in degrade.DEGRADATIONS:
     raise ValueError(f'data.degradation must be one of {degrade.DEGRADATIONS}, '
-                     f'got {config.get("degradation")!r}')
-  if config.get('degradation', 'iso') == 'aniso' and scale not in (2, 4):
+                     f'got {config.degradation!r}')
+  if config.degradation == 'aniso' and scale not in (2, 4):
     raise ValueError(f"data.degradation='aniso' supports scale 2 or 4, got {scale}")
-  if config.get('degradation', 'iso') == 'iso':
-    degrade.train_sigma_range(scale, config.get('sigma_range'))
-  p = config.get('patch_size', 64)
+  if config.degradation == 'iso':
+    degrade.train_sigma_range(scale, config.sigma_range)
+  p = config.patch_size
   if not isinstance(p, int) or p < 4:
     raise ValueError(f'data.patch_size must be an integer >= 4, got {p!r}')
   if p * scale <= (31 if scale == 4 else 21) // 2:
     raise ValueError(f'data.patch_size {p} is too small for the blur kernel at x{scale}')
-  if not config.get('noise_std', 0.0) >= 0:
-    raise ValueError(f'data.noise_std must be >= 0, got {config.get("noise_std")!r}')
+  if not config.noise_std >= 0:
+    raise ValueError(f'data.noise_std must be >= 0, got {config.noise_std!r}')
   for field in ('patches_per_image', 'image_window'):
-    v = config.get(field, 1)
+    v = config[field]
     if not isinstance(v, (int, np.integer)) or v < 1:
       raise ValueError(f'data.{field} must be an integer >= 1, got {v!r}')
 
@@ -399,10 +409,10 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
     raise ValueError(f'start_step must be >= 0, got {start_step}')
   check_data_config(data_config, scale)
   scale, seed = int(scale), int(seed)
-  degradation = data_config.get('degradation', 'iso')
-  sigma_range = data_config.get('sigma_range')
-  noise_std = float(data_config.get('noise_std', 0.0))
-  p = data_config.get('patch_size', 64)
+  degradation = data_config.degradation
+  sigma_range = data_config.sigma_range
+  noise_std = float(data_config.noise_std)
+  p = data_config.patch_size
   hr_patch = p * scale
   source = make_source(data_config)
   usable = [i for i, s in enumerate(source.sizes) if s is None or min(s) >= hr_patch]
@@ -414,18 +424,18 @@ def create_train_dataset(data_config: ml_collections.ConfigDict, *, scale: int, 
     raise ValueError(f'no training image is at least {hr_patch}x{hr_patch} '
                      f'({len(source.sizes)} images, {skipped} too small)')
 
-  k = int(data_config.get('patches_per_image', 1))
-  slots = block_slots(batch_size, data_config.get('image_window', 32))  # W
+  k = int(data_config.patches_per_image)
+  slots = block_slots(batch_size, data_config.image_window)  # W
   local = batch_size // process_count  # L
   offset = process_index * local
   per_block = slots // process_count  # visits of this process per block
   n = len(usable)
   usable = tf.constant(usable, tf.int64)
   names = tf.constant(source.names)
-  shuffle = data_config.get('shuffle', True)
-  parallel = data_config.get('num_parallel_calls', -1)
+  shuffle = data_config.shuffle
+  parallel = data_config.num_parallel_calls
   parallel = tf.data.AUTOTUNE if parallel == -1 else parallel
-  prefetch = data_config.get('prefetch', 2)
+  prefetch = data_config.prefetch
 
   def key(tag, index):
     return tf.random.experimental.stateless_fold_in(tf.constant([seed, tag], tf.int64), index)

@@ -4,7 +4,6 @@ docs/design.md section 1 is the specification; the defaults are the authors' rel
 """
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from dssr_jax import fast
@@ -133,6 +132,3 @@ class DSSR(nn.Module):
         name='step')(carry, bic, f_in)
     return {'sr': jnp.mean(steps, axis=0), 'steps': steps, 'details': details}
 
-
-def param_count(params) -> int:
-  return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

@@ -7,25 +7,18 @@ local paths or URLs (gs://, ...) that etils.epath / tf.io.gfile understand.
 import os
 import signal
 import time
-from typing import Any
 
 from absl import logging
-from clu import metric_writers
-from clu import periodic_actions
 from etils import epath
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import image_files
 from dssr_jax import model as model_lib
 from dssr_jax import train_lib
-from dssr_jax import upscaling
 
-ITEMS = ('params', 'opt_state', 'meta')
 INIT_PATCH = 16  # Parameter shapes do not depend on the image size.
 
 
@@ -33,146 +26,69 @@ class BadStepsError(RuntimeError):
   """Too many consecutive steps with a non-finite loss or gradient."""
 
 
+def join_hosts(coordinator_address: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+  """Makes this process one of a multi-host run (`jax.distributed.initialize`); call it before
+  anything else uses JAX. TPU pods and SLURM jobs are detected; elsewhere give all three."""
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
+def _check_fields(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict,
+                  prefix: str) -> None:
+  for key in config.keys():
+    if key not in defaults:
+      raise ValueError(f'unknown config field {prefix + key!r}; known fields here: '
+                       f'{sorted(defaults.keys())}')
+  for key in defaults.keys():
+    if key not in config:
+      raise ValueError(f'config field {prefix + key!r} is missing; configs/default.py sets every '
+                       'field: start from default.get_config()')
+    if isinstance(defaults[key], ml_collections.ConfigDict):
+      _check_fields(config[key], defaults[key], f'{prefix}{key}.')
+
+
 def check_config(config: ml_collections.ConfigDict,
-                 reference: ml_collections.ConfigDict | None = None) -> None:
-  """Raises ValueError naming the first bad field: one `reference` (the defaults,
-  configs/default.py) does not know, so that a typo is not silently ignored, or a bad value."""
+                 defaults: ml_collections.ConfigDict | None = None) -> None:
+  """Raises ValueError (FileNotFoundError for val_dir) naming the first bad field.
 
-  def walk(cfg, ref, prefix):
-    for key in cfg.keys():
-      name = f'{prefix}{key}'
-      if key not in ref:
-        raise ValueError(f'unknown config field {name!r}; known fields here: {sorted(ref.keys())}')
-      if isinstance(cfg[key], ml_collections.ConfigDict) and isinstance(ref[key],
-                                                                        ml_collections.ConfigDict):
-        walk(cfg[key], ref[key], name + '.')
-
-  for section in ('model', 'train', 'data'):
-    if section not in config:
-      raise ValueError(f'config has no {section!r} section')
-    if reference is not None:
-      walk(config[section], reference[section], f'{section}.')
-  if config.train.num_steps <= 0:
-    raise ValueError(f'config.train.num_steps must be positive, got {config.train.num_steps}')
-  if config.train.checkpoint_every <= 0:
-    raise ValueError('config.train.checkpoint_every must be positive, got '
-                     f'{config.train.checkpoint_every}')
-  if config.train.keep_checkpoints < 1:
-    raise ValueError('config.train.keep_checkpoints must be at least 1, got '
-                     f'{config.train.keep_checkpoints}')
-  if config.train.val_dir and not epath.Path(config.train.val_dir).is_dir():
-    raise FileNotFoundError(f'config.train.val_dir={config.train.val_dir!r} is not a folder')
-
-
-def create_checkpoint_manager(workdir: epath.Path, keep: int) -> ocp.CheckpointManager:
-  """`workdir/checkpoints/<step>/{params,opt_state,meta}`: the last `keep` plus the best val PSNR."""
-  policies = ocp.checkpoint_managers
-  val_psnr = lambda m: m['val_psnr']
-  policy = policies.AnyPreservationPolicy([
-      policies.LatestN(n=keep),
-      policies.BestN(get_metric_fn=val_psnr, n=1, keep_checkpoints_without_metrics=False),
-  ])
-  # best_fn as well: without it orbax neither writes the metrics nor reads them back, and a resumed
-  # run would delete the best checkpoint at its first save.
-  options = ocp.CheckpointManagerOptions(preservation_policy=policy, best_fn=val_psnr,
-                                         enable_async_checkpointing=False)
-  return ocp.CheckpointManager(workdir / checkpoint_lib.CHECKPOINTS, item_names=ITEMS,
-                               options=options)
-
-
-def _meta(config: ml_collections.ConfigDict, state_host: dict) -> dict:
-  return {
-      'model': config.model.to_dict(),
-      'train': config.train.to_dict(),
-      'step': state_host['step'],
-      'data_step': state_host['step'],  # Batches consumed: where the data stream resumes.
-      'skipped': state_host['skipped'],
-      'bad_steps': state_host['bad_steps'],
-  }
-
-
-def save_checkpoint(mngr: ocp.CheckpointManager, config, state: train_lib.TrainState,
-                    metrics: dict | None = None) -> int:
-  counters = jax.device_get({'step': state.step, 'skipped': state.skipped,
-                             'bad_steps': state.bad_steps})
-  counters = {k: int(v) for k, v in counters.items()}
-  step = counters['step']
-  if step in mngr.all_steps():
-    return step
-  mngr.save(step, args=ocp.args.Composite(
-      params=ocp.args.StandardSave(state.params),
-      opt_state=ocp.args.StandardSave(state.opt_state),
-      meta=ocp.args.JsonSave(_meta(config, counters))), metrics=metrics)
-  mngr.wait_until_finished()
-  return step
-
-
-def _network_diff(saved: dict, config) -> str:
-  """The structural fields (not dtype or remat) where `saved` and config.model differ, or ''."""
-  wanted = config.model.to_dict()
-  return ', '.join(f'{k}: checkpoint {saved.get(k)!r} vs config {wanted.get(k)!r}'
-                   for k in model_lib.STRUCTURAL_FIELDS if saved.get(k) != wanted.get(k))
-
-
-def _check_compatible(meta: dict, config, where) -> None:
-  """A workdir belongs to one network: refuse to touch a checkpoint of another one.
-
-  Only the structural fields count: a run may resume with another dtype or remat.
+  With `defaults` (configs/default.py's `get_config()`, which train.py passes; the library
+  imports no configs), the fields are those of the defaults, no more (a typo is not silently
+  ignored) and no fewer (the library reads every field as given and never supplies a default of
+  its own). Then the values of the network and the schedule
+  (`input_pipeline.create_train_dataset` checks the data's).
   """
-  text = _network_diff(dict(meta.get('model', {})), config)
-  if text:
-    raise ValueError(f'{where} holds a checkpoint of another network ({text}); use another '
-                     '--workdir or the matching config. Nothing was changed.')
-  saved_batch = meta.get('train', {}).get('batch_size')
-  if saved_batch is not None and saved_batch != config.train.batch_size:
-    raise ValueError(f'{where} was trained with config.train.batch_size={saved_batch}, not '
-                     f'{config.train.batch_size}: the data position would not resume. Nothing was '
-                     'changed.')
+  if defaults is not None:
+    _check_fields(config, defaults, '')
+  model_lib.DSSR(**config.model)  # Raises for a bad model field.
+  tc = config.train
+  if tc.num_steps <= 0:
+    raise ValueError(f'config.train.num_steps must be positive, got {tc.num_steps}')
+  if tc.checkpoint_every <= 0:
+    raise ValueError(f'config.train.checkpoint_every must be positive, got {tc.checkpoint_every}')
+  if tc.keep_checkpoints < 1:
+    raise ValueError(f'config.train.keep_checkpoints must be at least 1, got {tc.keep_checkpoints}')
+  if tc.val_dir and not epath.Path(tc.val_dir).is_dir():
+    raise FileNotFoundError(f'config.train.val_dir={tc.val_dir!r} is not a folder')
 
 
-def restore_checkpoint(mngr, config, state: train_lib.TrainState) -> train_lib.TrainState:
-  """Restores the latest checkpoint onto `state`'s shapes and shardings (state is consumed)."""
-  step = mngr.latest_step()
-  abstract = lambda tree: jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(abstract(state.params)),
-      opt_state=ocp.args.StandardRestore(abstract(state.opt_state)),
-      meta=ocp.args.JsonRestore()))
-  meta = restored['meta']
-  replicated = jax.sharding.NamedSharding(jax.tree_util.tree_leaves(state.params)[0].sharding.mesh,
-                                          jax.sharding.PartitionSpec())
-  scalar = lambda v: jax.device_put(jnp.asarray(v, jnp.int32), replicated)
-  return train_lib.TrainState(
-      step=scalar(meta['data_step']), params=restored['params'], opt_state=restored['opt_state'],
-      bad_steps=scalar(meta.get('bad_steps', 0)), skipped=scalar(meta.get('skipped', 0)))
+def _check_resume(meta: dict, config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+  """A workdir belongs to one network and one batch size (the data position); dtype and remat
+  may change between runs."""
+  checkpoint_lib.check_same_network(meta['model'], config.model.to_dict(),
+                                    f'workdir {workdir} (step {meta["step"]})')
+  if meta['train']['batch_size'] != config.train.batch_size:
+    raise ValueError(f'workdir {workdir} was trained with config.train.batch_size='
+                     f'{meta["train"]["batch_size"]}, not {config.train.batch_size}: the data '
+                     'position would not resume. Nothing was changed.')
 
 
-def has_checkpoint(workdir: epath.Path) -> bool:
-  """Whether `workdir` holds a checkpoint of its own; looks without creating anything."""
-  directory = workdir / checkpoint_lib.CHECKPOINTS
-  if not directory.is_dir():
-    return False
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-  with ocp.CheckpointManager(directory, options=options) as mngr:
-    return mngr.latest_step() is not None
-
-
-def load_init_params(config, source: str) -> tuple[Any, int]:
-  """(params as numpy, step) of checkpoint `source` for `config.train.init_from`.
-
-  `source` is a workdir (its latest checkpoint), its checkpoints/ folder or one
-  checkpoints/<step> folder, of another run or of `python -m dssr_jax.convert`. Raises
-  ValueError naming the first structural field (then the parameter shapes) that differs from
-  config.model, FileNotFoundError when it holds no checkpoint.
-  """
-  params, saved, step = checkpoint_lib.load_params(source)
-  where = f'config.train.init_from={source!r} (step {step})'
-  text = _network_diff(saved, config)
-  if text:
-    raise ValueError(f'{where} holds a checkpoint of another network ({text}); fine-tuning needs '
-                     'the same network: use the matching config. Nothing was written.')
-  upscaling.check_param_shapes(train_lib.create_model(config.model), params, where)
-  return params, step
+def _load_init(config: ml_collections.ConfigDict) -> checkpoint_lib.LoadedModel:
+  """The checkpoint of `config.train.init_from`, refused unless it holds config.model's network."""
+  try:
+    return checkpoint_lib.load_model(config.train.init_from, requested=config.model.to_dict())
+  except (ValueError, FileNotFoundError) as e:
+    raise type(e)(f'config.train.init_from: {e}') from e
 
 
 def _place(host_params, like):
@@ -182,13 +98,6 @@ def _place(host_params, like):
   return jax.tree_util.tree_map_with_path(
       lambda p, x: jax.make_array_from_process_local_data(
           x.sharding, np.asarray(by_path[jax.tree_util.keystr(p)], x.dtype)), like)
-
-
-def latest_meta(mngr) -> dict | None:
-  step = mngr.latest_step()
-  if step is None:
-    return None
-  return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
 
 
 class _StopSignal:
@@ -265,58 +174,64 @@ def _summarise(history: list[dict]) -> dict[str, float]:
   return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                       defaults: ml_collections.ConfigDict | None = None) -> dict:
   """Trains (resuming from `workdir` if it holds checkpoints); returns the final host state.
 
+  `config` is checked first (`check_config`, against `defaults` when given).
+
   A run without a checkpoint of its own starts from the params of `config.train.init_from` when
-  set (fresh optimizer state, step 0); a resuming run ignores it.
+  set (fresh optimizer state, step 0); a resuming run ignores it. A run that is refused (a bad
+  config, data folder or validation folder, a checkpoint of another network) writes nothing.
   """
-  from dssr_jax import input_pipeline  # pylint: disable=g-import-not-at-top  (tf.data)
+  # tensorflow (tf.data, clu's writer) takes seconds to import: a refused run need not wait.
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  from clu import periodic_actions  # pylint: disable=g-import-not-at-top
+  from dssr_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from dssr_jax import validation  # pylint: disable=g-import-not-at-top
 
-  check_config(config)
+  check_config(config, defaults)
   workdir = image_files.absolute(workdir)
   tc = config.train
   mesh = train_lib.create_mesh()
-  local_batch = train_lib.check_batch_size(tc.batch_size, mesh)
+  train_lib.check_batch_size(tc.batch_size, mesh)
 
+  # Everything that can refuse the run comes before the first write: the workdir's checkpoint or
+  # init_from's, the data, the validation images.
+  resumed = checkpoint_lib.latest_training(workdir)
   init = None
-  if tc.get('init_from') and not has_checkpoint(workdir):
-    init = load_init_params(config, tc.init_from)  # Refuses another network before any write.
-
-  mngr = create_checkpoint_manager(workdir, tc.keep_checkpoints)
-  meta = latest_meta(mngr)
-  if meta is not None:
-    _check_compatible(meta, config, workdir)
-    latest = workdir / checkpoint_lib.CHECKPOINTS / str(mngr.latest_step())
-    if not (latest / 'opt_state').exists():
-      raise ValueError(f'{latest} has no optimizer state (converted weights?): training does not '
-                       'resume from it; use another --workdir. Nothing was changed.')
-
+  if resumed is not None:
+    _check_resume(resumed[1], config, workdir)
+  elif tc.init_from:
+    init = _load_init(config)
+  step = resumed[1]['data_step'] if resumed is not None else 0
+  input_pipeline.keep_tensorflow_off_accelerators()
+  ds = input_pipeline.create_train_dataset(
+      config.data, scale=config.model.scale, batch_size=tc.batch_size, seed=tc.seed,
+      start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
+  val = validation.Validator(config, mesh) if tc.val_dir else None
   model, tx, state = train_lib.create_train_state(config, mesh, INIT_PATCH)
-  if meta is not None:
-    state = restore_checkpoint(mngr, config, state)
+
+  logging.info('JAX process %d of %d, local devices %s', jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  mngr = checkpoint_lib.training_manager(workdir, tc.keep_checkpoints, best=val is not None)
+  if resumed is not None:
+    state = checkpoint_lib.restore_training(mngr, state)
     logging.info('Resumed from checkpoint at step %d', int(state.step))
-    if tc.get('init_from'):
+    if tc.init_from:
       logging.info('config.train.init_from=%r ignored: resuming from the checkpoint in %s',
                    tc.init_from, workdir)
   elif init is not None:
     # Adam's moments and count start at zero whatever the params: the fresh state fits them.
-    state = state.replace(params=_place(init[0], state.params))
+    state = state.replace(params=_place(init.params, state.params))
     logging.info('Initialised the params from %s (step %d); optimizer state fresh, step 0',
-                 tc.init_from, init[1])
-  step = int(state.step)
+                 tc.init_from, init.step)
 
   writer = metric_writers.create_default_writer(
       str(workdir), just_logging=jax.process_index() > 0, asynchronous=False)
   if step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
-
-  val = validation.Validator(config, mesh) if tc.val_dir else None
   train_step = train_lib.make_train_step(model, tx, mesh, state, tc.alpha)
-  ds = input_pipeline.create_train_dataset(
-      config.data, scale=config.model.scale, batch_size=tc.batch_size, seed=tc.seed,
-      start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
   batches = InputTimer(iter(ds.as_numpy_iterator()))
 
   hooks = [periodic_actions.ReportProgress(num_train_steps=tc.num_steps, writer=writer,
@@ -330,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if val is not None:
       scores = val.run(state.params, writer, int(state.step))
       metrics = {'val_psnr': scores['val/psnr']}
-    saved = save_checkpoint(mngr, config, state, metrics)
+    saved = checkpoint_lib.save_training(mngr, config, state, metrics)
     logging.info('Saved checkpoint at step %d in %s', saved, workdir / 'checkpoints')
 
   history, pending = [], None
@@ -359,7 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     if pending is not None:
       _check_bad(pending, step, tc.max_bad_steps)
     if stop:
-      saved = save_checkpoint(mngr, config, state)
+      saved = checkpoint_lib.save_training(mngr, config, state)
       logging.info('%s received: saved checkpoint at step %d; exiting.', stop, saved)
     else:
       checkpoint(state)

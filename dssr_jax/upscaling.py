@@ -1,8 +1,8 @@
 """Upscaling (inference): a checkpoint becomes a numpy-in, numpy-out SR function; self-ensemble; image files.
 
-`load_model` -> `make_sr_fn` -> (optionally `self_ensemble`) -> `tiling.tiled_apply` is what
-eval, the figures, the demo and `python -m dssr_jax.infer` run; `tile_planner` picks the tile from
-a memory budget (`default_memory_budget`). jax, flax, numpy and orbax only.
+`checkpoint.load_model` -> `make_sr_fn` -> (optionally `self_ensemble`) -> `tiling.tiled_apply`
+is what eval, the figures, the demo and `python -m dssr_jax.infer` run; `tile_planner` picks the
+tile from a memory budget (`default_memory_budget`). jax, flax, numpy and orbax only.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,87 +19,10 @@ import numpy as np
 from dssr_jax import checkpoint as checkpoint_lib
 from dssr_jax import fast
 from dssr_jax import image_files
-from dssr_jax import model as model_lib
 from dssr_jax import tiling
 from dssr_jax import torch_bicubic
 
 SRFn = tiling.SRFn
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-  """A network with its weights; `config` is the full model config it was built from."""
-  model: model_lib.DSSR
-  params: Any
-  config: dict[str, Any]
-  step: int
-  path: str
-
-
-def merge_model_config(saved: Mapping[str, Any], requested: Mapping[str, Any] | None,
-                       *, source: str) -> dict[str, Any]:
-  """The config to build: the checkpoint's, with the other fields (dtype, remat) from `requested`.
-
-  Raises ValueError naming every structural field (`model.STRUCTURAL_FIELDS`) of `requested`
-  that differs from the checkpoint (`scale` included: a network only works at its own scale).
-  """
-  config = dict(saved)
-  if requested is None:
-    return config
-  diffs = [f'{k}={requested[k]!r} (checkpoint has {saved[k]!r})'
-           for k in model_lib.STRUCTURAL_FIELDS
-           if k in requested and k in saved and requested[k] != saved[k]]
-  if diffs:
-    raise ValueError(f'model options do not match the checkpoint {source}: ' + ', '.join(diffs) +
-                     '. Use the config the checkpoint was trained with.')
-  config.update({k: v for k, v in requested.items() if k not in model_lib.STRUCTURAL_FIELDS})
-  return config
-
-
-def check_param_shapes(model: model_lib.DSSR, params, source: str) -> None:
-  """Raises ValueError when the parameter tree is not the tree `model` expects."""
-  lr = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
-  expected = jax.eval_shape(model.init, jax.random.key(0), lr)['params']
-  exp = {jax.tree_util.keystr(p): tuple(v.shape)
-         for p, v in jax.tree_util.tree_leaves_with_path(expected)}
-  got = {jax.tree_util.keystr(p): tuple(np.shape(v))
-         for p, v in jax.tree_util.tree_leaves_with_path(params)}
-  problems = [f'{k} missing' for k in exp if k not in got]
-  problems += [f'{k} unexpected' for k in got if k not in exp]
-  problems += [f'{k} has shape {got[k]}, the network expects {exp[k]}'
-               for k in exp if k in got and got[k] != exp[k]]
-  if problems:
-    more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
-    fields = {k: getattr(model, k) for k in model_lib.STRUCTURAL_FIELDS}
-    raise ValueError(f'the parameters in {source} do not fit the network {fields}: ' +
-                     '; '.join(problems[:5]) + more)
-
-
-def build_model(config: Mapping[str, Any], source: str) -> model_lib.DSSR:
-  """DSSR(**config), or a ValueError naming the fields this DSSR does not know."""
-  known = {f.name for f in dataclasses.fields(model_lib.DSSR)} - {'parent', 'name'}
-  unknown = sorted(set(config) - known)
-  if unknown:
-    raise ValueError(f'{source} has model options this DSSR does not know: {unknown}')
-  return model_lib.DSSR(**config)
-
-
-def load_model(path: os.PathLike | str, step: int | None = None,
-               requested: Mapping[str, Any] | None = None) -> LoadedModel:
-  """Loads a checkpoint (a workdir, its checkpoints/ folder or one step folder) and builds DSSR.
-
-  Args:
-    path: where the checkpoint is (any form `checkpoint.load_params` accepts).
-    step: which step; the latest when None.
-    requested: a model config the caller expects (e.g. from --config); its structural fields
-      must match the checkpoint, the others (dtype, remat) override it.
-  """
-  params, saved, step = checkpoint_lib.load_params(path, step)
-  source = f'checkpoint {path} (step {step})'
-  config = merge_model_config(saved, requested, source=source)
-  model = build_model(config, source)
-  check_param_shapes(model, params, source)
-  return LoadedModel(model=model, params=params, config=config, step=step, path=str(path))
 
 
 class CompiledSR:
@@ -110,7 +33,8 @@ class CompiledSR:
   closure constant, so compiling does not fold millions of parameters into it.
   """
 
-  def __init__(self, loaded: LoadedModel, outputs: Sequence[str], cache_size: int = 32):
+  def __init__(self, loaded: checkpoint_lib.LoadedModel, outputs: Sequence[str],
+               cache_size: int = 32):
     outputs = tuple(outputs)
     model = loaded.model
     self._apply = fast.jit(lambda p, x: {k: v for k, v in model.apply({'params': p}, x).items()
@@ -135,8 +59,8 @@ class CompiledSR:
     return jax.tree_util.tree_map(np.asarray, out)
 
 
-def make_sr_fn(loaded: LoadedModel, outputs: Sequence[str] = ('sr', 'steps', 'details')
-               ) -> CompiledSR:
+def make_sr_fn(loaded: checkpoint_lib.LoadedModel,
+               outputs: Sequence[str] = ('sr', 'steps', 'details')) -> CompiledSR:
   """The network as a numpy-in, numpy-out function (`CompiledSR`).
 
   Args:

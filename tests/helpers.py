@@ -23,6 +23,11 @@ def random_params(model, seed=0, h=8, w=8):
   return flax.traverse_util.unflatten_dict(out)
 
 
+def param_count(params) -> int:
+  """The number of parameters in a tree of arrays or of their shapes."""
+  return sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params))
+
+
 # A network small enough to compile in seconds, for end-to-end tests of eval and inference.
 TINY = dict(scale=2, channels=8, struct_blocks=1, recon_blocks=1, num_steps=2)
 

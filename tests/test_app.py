@@ -98,8 +98,8 @@ def test_slider_shows_bicubic_and_dssr_at_one_size_shrunk_to_fit():
 @pytest.fixture(scope='module')
 def engine_and_cli(tiny_ckpt):
   """The page's start-up state, and the CLI's function and planner, from one checkpoint."""
-  from dssr_jax import app, upscaling  # pylint: disable=g-import-not-at-top
-  loaded = upscaling.load_model(tiny_ckpt)
+  from dssr_jax import app, checkpoint, upscaling  # pylint: disable=g-import-not-at-top
+  loaded = checkpoint.load_model(tiny_ckpt)
   cli_fn = upscaling.make_sr_fn(loaded, ('sr',))
   return (app.make_engine(loaded, max_memory_gb=1),
           (cli_fn, upscaling.tile_planner(cli_fn, 2, max_memory_gb=1)))

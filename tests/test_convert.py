@@ -22,7 +22,7 @@ SMALL = dict(channels=128, struct_blocks=2, recon_blocks=1, num_steps=3)  # the 
 def _random_state_dict(model, seed=0):
   """Random arrays under the authors' names and PyTorch shapes, derived from the model's params."""
   rng = np.random.default_rng(seed)
-  shapes = convert.param_shapes(model)
+  shapes = checkpoint.param_shapes(model)
   fake = flax.traverse_util.unflatten_dict(
       {p: rng.standard_normal(s).astype(np.float32) for p, s in shapes.items()})
   return convert.flax_to_torch(fake)

@@ -17,7 +17,6 @@ import helpers
 from dssr_jax import checkpoint
 from dssr_jax import export
 from dssr_jax import model as model_lib
-from dssr_jax import upscaling
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -106,7 +105,7 @@ def test_jax_export_cli_runs_with_jax_alone_at_any_batch(tiny_ckpt, params, tmp_
 
 def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt, params, tmp_path):
   out = tmp_path / 'dssr_savedmodel'
-  loaded = upscaling.load_model(tiny_ckpt)
+  loaded = checkpoint.load_model(tiny_ckpt)
   meta = export.write(loaded, out, (1, 12, 16, 3), fmt='savedmodel')
   assert meta == json.loads((tmp_path / 'dssr_savedmodel.json').read_text())
   assert meta['output']['shape'] == [1, 24, 32, 3]
@@ -126,7 +125,7 @@ def test_savedmodel_runs_with_tensorflow_alone_and_converts_to_tflite(tiny_ckpt,
 
 
 def test_bfloat16_export_computes_in_bfloat16(tiny_ckpt, params):
-  loaded = upscaling.load_model(tiny_ckpt)
+  loaded = checkpoint.load_model(tiny_ckpt)
   exported = export.export_jax(loaded, (1, 12, 16, 3), dtype='bfloat16')
   restored = jax.export.deserialize(exported.serialize())
   lr = np.random.default_rng(2).random((1, 12, 16, 3), np.float32)

@@ -168,16 +168,6 @@ def test_self_ensemble_averages_all_eight_transforms():
       assert np.abs(np.mean([p['sr'] for p in subset], axis=0) - want['sr']).max() > 0.1
 
 
-def test_merge_model_config():
-  saved = {'scale': 2, 'channels': 16, 'num_steps': 2, 'dtype': 'float32', 'remat': False}
-  got = upscaling.merge_model_config(saved, {'channels': 16, 'dtype': 'bfloat16'}, source='ck')
-  assert got == dict(saved, dtype='bfloat16')
-  with pytest.raises(ValueError, match=r'channels=128 \(checkpoint has 16\).*num_steps=4'):
-    upscaling.merge_model_config(saved, {'channels': 128, 'num_steps': 4}, source='ck')
-  with pytest.raises(ValueError, match=r'scale=4 \(checkpoint has 2\)'):
-    upscaling.merge_model_config(saved, {'scale': 4}, source='ck')
-
-
 # ------------------------------------------------------------------------------------------------
 # With a real network: a tiny randomly initialised one, and the authors' converted fixture weights.
 
@@ -192,7 +182,7 @@ TINY = helpers.TINY
 
 @pytest.fixture(scope='module')
 def tiny_fn(tiny_ckpt):
-  return upscaling.make_sr_fn(upscaling.load_model(tiny_ckpt))
+  return upscaling.make_sr_fn(checkpoint.load_model(tiny_ckpt))
 
 
 def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtures_dir, tmp_path):
@@ -201,7 +191,7 @@ def test_fixture_weights_through_checkpoint_reproduce_the_authors_outputs(fixtur
   cfg = {k: int(z[k]) for k in ('scale', 'channels', 'struct_blocks', 'recon_blocks', 'num_steps')}
   sd = {k[len('sd/'):]: z[k] for k in z.files if k.startswith('sd/')}
   checkpoint.save_params(tmp_path, convert.torch_to_flax(sd, model_lib.DSSR(**cfg)), cfg)
-  loaded = upscaling.load_model(tmp_path / 'checkpoints')
+  loaded = checkpoint.load_model(tmp_path / 'checkpoints')
   assert loaded.step == 0 and loaded.config == cfg
   out = upscaling.make_sr_fn(loaded)(z['input'].transpose(0, 2, 3, 1))
   np.testing.assert_allclose(out['sr'], z['output'].transpose(0, 2, 3, 1), atol=1e-5)
@@ -228,20 +218,6 @@ def test_tiled_network_matches_untiled(tiny_fn):
   # Without overlap the seams are visibly wrong: the agreement above is the blending's doing.
   hard = tiling.tiled_apply(tiny_fn, lr, 2, 15, 0)
   assert np.abs(hard['sr'] - full['sr']).max() > 1 / 255
-
-
-def test_load_model_rejects_mismatches(tiny_ckpt, tmp_path):
-  with pytest.raises(ValueError, match=r'channels=16 \(checkpoint has 8\)'):
-    upscaling.load_model(tiny_ckpt, requested=dict(TINY, channels=16))
-  loaded = upscaling.load_model(tiny_ckpt, requested=dict(TINY, dtype='bfloat16'))
-  assert loaded.config['dtype'] == 'bfloat16'
-  # A checkpoint whose meta lies about the network: caught by the parameter shapes.
-  params, _, _ = checkpoint.load_params(tiny_ckpt)
-  checkpoint.save_params(tmp_path, params, dict(TINY, recon_blocks=2))
-  with pytest.raises(ValueError, match='do not fit the network'):
-    upscaling.load_model(tmp_path)
-  with pytest.raises(FileNotFoundError, match='does not exist'):
-    upscaling.load_model(tmp_path / 'nowhere')
 
 
 def _write_inputs(d):

@@ -230,6 +230,40 @@ def test_bad_arguments(tmp_path, folder):
     image_files.write_png(tmp_path / 'x.png', np.zeros((4, 4, 3), np.float32))
 
 
+class _FieldsOnly:
+  """A config block that lets its fields be read as they are and nothing else: no `.get` with a
+  fallback, no `in` test, no field configs/default.py does not set (records what was read)."""
+
+  def __init__(self, block, known):
+    object.__setattr__(self, '_block', block)
+    object.__setattr__(self, '_known', set(known))
+    object.__setattr__(self, 'read', set())
+
+  def __getattr__(self, name):
+    assert name in self._known, f'the library reads data.{name}, which configs/default.py lacks'
+    self.read.add(name)
+    return getattr(self._block, name)
+
+  __getitem__ = __getattr__
+
+  def get(self, name, *fallback):
+    raise AssertionError(f'the library reads data.{name} with .get: a default of its own')
+
+  def __contains__(self, name):
+    raise AssertionError(f'the library asks whether data.{name} is set: a default of its own')
+
+
+@pytest.mark.parametrize('overrides', [{}, {'degradation': 'aniso', 'noise_std': 0.01},
+                                       {'source': 'embedded'}])
+def test_the_pipeline_has_no_defaults_of_its_own(folder, overrides):
+  """Every default lives in configs/default.py (train_loop.check_config requires every field):
+  the pipeline reads the fields as given, with no fallback that could disagree with it."""
+  defaults = default.get_data_config()
+  block = _FieldsOnly(_config(folder, **overrides), defaults.keys())
+  input_pipeline.create_train_dataset(block, scale=2, batch_size=4, seed=0)
+  assert {'source', 'patch_size', 'patches_per_image', 'image_window'} <= block.read
+
+
 def test_embedded_images_and_holdout(tmp_path):
   images = input_pipeline.embedded_images()
   assert set(input_pipeline.EMBEDDED_HOLDOUT) <= set(images) and len(images) >= 12

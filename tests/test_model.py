@@ -33,7 +33,7 @@ def test_fixture_matches_authors_network(fixture):
   model = model_lib.DSSR(**cfg)
   sd = {k[3:]: v for k, v in fixture.items() if k.startswith('sd/')}
   params = convert.torch_to_flax(sd, model)
-  assert model_lib.param_count(params) == 3_294_086
+  assert helpers.param_count(params) == 3_294_086
   out = jax.jit(model.apply)({'params': params}, jnp.asarray(_nhwc(fixture['input'])))
   assert out['sr'].dtype == jnp.float32
   np.testing.assert_allclose(out['sr'], _nhwc(fixture['output']), atol=1e-5, rtol=0)
@@ -49,9 +49,9 @@ def _shapes(model, h=8, w=8):
 @pytest.mark.parametrize('scale,count', [(2, 8_311_942), (3, 9_344_774), (4, 8_902_278)])
 def test_paper_parameter_counts(scale, count):
   for t in (4, 1):
-    assert model_lib.param_count(_shapes(model_lib.DSSR(scale, num_steps=t))) == count
+    assert helpers.param_count(_shapes(model_lib.DSSR(scale, num_steps=t))) == count
   # The paper-text reading adds exactly its LR detail conv (3 -> 128, 3x3).
-  paper = model_lib.param_count(_shapes(model_lib.DSSR(scale, paper_text=True)))
+  paper = helpers.param_count(_shapes(model_lib.DSSR(scale, paper_text=True)))
   assert paper == count + 128 * 3 * 9 + 128
 
 

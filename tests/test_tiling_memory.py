@@ -11,6 +11,7 @@ import pytest
 
 import helpers
 
+from dssr_jax import checkpoint
 from dssr_jax import eval_lib
 from dssr_jax import image_files
 from dssr_jax import model as model_lib
@@ -163,7 +164,7 @@ def test_impossible_budgets_are_clear_errors():
 @pytest.fixture(scope='module')
 def tiny_fn():
   model = model_lib.DSSR(**helpers.TINY)
-  loaded = upscaling.LoadedModel(model, helpers.random_params(model), dict(helpers.TINY), 0, '')
+  loaded = checkpoint.LoadedModel(model, helpers.random_params(model), dict(helpers.TINY), 0, '')
   return upscaling.make_sr_fn(loaded, ('sr',))
 
 
@@ -235,7 +236,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_eval_refuses_full_images_that_do_not_fit_unless_tiled(tiny_ckpt, data_dir):
-  loaded = upscaling.load_model(tiny_ckpt)
+  loaded = checkpoint.load_model(tiny_ckpt)
   fn = upscaling.make_sr_fn(loaded, ('sr', 'steps'))
   # What the largest image needs, from XLA directly: its program plus the fetched outputs
   # (sr and the 2 steps, float32) and the input on the host.

@@ -102,12 +102,26 @@ def _flag_parser(main: Main) -> Callable[[list[str]], list[str]]:
       return rest
     except Exception as e:  # pylint: disable=broad-except
       # absl's own flag errors and ml_collections' config errors (a typo in --config.x.y, a
-      # config file that does not exist) both end up here; their last lines say what is wrong.
-      text = str(e).replace('\\n', '\n').replace("\\'", "'").strip('\'"')
-      lines = [l.strip() for l in text.splitlines() if l.strip()]
-      fail(' '.join(lines[-3:]) if lines else type(e).__name__)
+      # config file that does not exist) both end up here.
+      fail(_flag_error(e, argv))
 
   return parse
+
+
+def _flag_error(e: Exception, argv: Sequence[str]) -> str:
+  """One line for absl's flag errors and ml_collections' config errors (several lines each)."""
+  cause = e.__cause__ or e.__context__
+  if isinstance(e, AttributeError) and isinstance(cause, KeyError):
+    # An override of a field the config does not have: "'num_step'\nDid you mean ...?".
+    field, *hint = str(cause.args[0]).splitlines()
+    flag = next((a.split('=')[0] for a in argv[1:] if a.startswith('--config')
+                 and field.strip("'") in a.split('=')[0].split('.')), '--config')
+    hint = ''.join(f'; {h[:1].lower()}{h[1:]}' for h in hint)  # Did you mean ...?
+    return f'{flag}: the config has no field {field}{hint}'
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()] or [type(e).__name__]
+  if isinstance(e, OSError):  # A config file that does not load; the reason is the last line.
+    return f'--config: {lines[-1]}'
+  return lines[0] if len(lines) == 1 else f'{lines[0]} {lines[-1]}'
 
 
 # orbax warns, on every checkpoint it opens for reading, that it opened it for reading.
@@ -115,10 +129,13 @@ _NOT_NEWS = ('Given directory is read only', 'CheckpointManagerOptions.read_only
 
 
 class _QuietLibraries(std_logging.Filter):
-  """Drops other libraries' INFO records (orbax logs a dozen per checkpoint opened)."""
+  """Drops other libraries' INFO records (orbax logs a dozen per checkpoint opened), but for the
+  training metrics that clu's logging writer prints."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    if '/dssr_jax/' in record.pathname or record.pathname.endswith(('train.py', 'eval.py')):
+    # clu's logging writer prints the training metrics: train.py's progress.
+    if '/dssr_jax/' in record.pathname or record.pathname.endswith(
+        ('train.py', 'eval.py', 'reproduce.py', '/clu/metric_writers/logging_writer.py')):
       return True
     return record.levelno >= std_logging.WARNING and not record.getMessage().startswith(_NOT_NEWS)
 

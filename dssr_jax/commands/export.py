@@ -47,8 +47,8 @@ def main(argv):
   lr_shape = export.parse_lr_shape(FLAGS.lr_shape)
   export.check_outputs_free(FLAGS.out, FLAGS.overwrite)
   platforms = export.parse_platforms(FLAGS.platforms)
-  from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
-  loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step)
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step)
   meta = export.write(loaded, FLAGS.out, lr_shape, FLAGS.format, FLAGS.dtype, platforms,
                       FLAGS.overwrite)
   print(f'wrote {FLAGS.out} ({meta["format"]}: lr {meta["input"]["shape"]} -> sr '

@@ -39,8 +39,9 @@ def _need(figure: str, *names: str) -> None:
 
 
 def _network():
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
-  loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step)
+  loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step)
   return int(loaded.config['scale']), upscaling.make_sr_fn(loaded)
 
 

@@ -52,10 +52,10 @@ def main(argv: Sequence[str]) -> None:
     raise ValueError(f'unexpected arguments {argv[1:]} (the page takes its images by upload)')
   check_port(FLAGS.host, FLAGS.port)
   from dssr_jax import app  # pylint: disable=g-import-not-at-top
-  from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   commands.use_compilation_cache(FLAGS.jax_cache_dir)
   requested = {'dtype': FLAGS.dtype} if FLAGS.dtype else None
-  loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step, requested)
+  loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step, requested)
   engine = app.make_engine(loaded, max_memory_gb=FLAGS.max_memory_gb, overlap=FLAGS.overlap)
   with tempfile.TemporaryDirectory(prefix='dssr-app-') as work_dir:
     page = app.build(engine, work_dir)

@@ -109,10 +109,11 @@ def main(argv: Sequence[str]) -> int:
     commands.error(e)
   if not files:
     commands.fail('no input images')
+  from dssr_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from dssr_jax import upscaling  # pylint: disable=g-import-not-at-top
   commands.use_compilation_cache(FLAGS.jax_cache_dir)
   requested = {'dtype': FLAGS.dtype} if FLAGS.dtype else None
-  loaded = upscaling.load_model(FLAGS.checkpoint, FLAGS.step, requested)
+  loaded = checkpoint.load_model(FLAGS.checkpoint, FLAGS.step, requested)
   scale = int(loaded.config['scale'])
   sr_fn = upscaling.make_sr_fn(loaded, ('sr', 'details') if FLAGS.save_details else ('sr',))
   planner = None

@@ -43,6 +43,7 @@ import io
 import json
 import math
 import os
+import runpy
 import urllib.parse
 from typing import Any, Mapping, Sequence
 
@@ -269,14 +270,6 @@ def screenshot(html_dir: os.PathLike | str, out: os.PathLike | str, image: str |
     page.close()
   image_files.write_bytes(out, data)
   return epath.Path(out)
-
-
-def main(argv: Sequence[str]) -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if len(argv) > 1:
-    raise ValueError(f'unexpected arguments: {list(argv[1:])}')
-  f = flags.FLAGS
-  print(screenshot(f.html, f.out, f.image, overwrite=f.overwrite))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -662,12 +655,6 @@ document.addEventListener('keydown', ev => {
 """
 
 
-if __name__ == '__main__':
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from dssr_jax import commands  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('html', None, 'A report folder written by eval.py --html.', required=True)
-  flags.DEFINE_string('out', None, 'The PNG to write.', required=True)
-  flags.DEFINE_string('image', None, 'Open the viewer on the first image whose name starts with '
-                      'this (default: the first row).')
-  flags.DEFINE_bool('overwrite', False, 'Replace an existing --out.')
-  commands.run(main)
+
+if __name__ == '__main__':  # `python -m dssr_jax.html_report` is dssr_jax/commands/report_screenshot.py
+  runpy.run_module('dssr_jax.commands.report_screenshot', run_name='__main__', alter_sys=True)

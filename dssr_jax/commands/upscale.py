@@ -9,8 +9,9 @@ folders (their image files) and .txt/.lst lists of paths (one a line, relative t
 comments); inputs, lists, --checkpoint and --out may be local or URLs (gs://...). Each output is
 OUT/<name>_x<scale>.png (.tif for TIFF inputs): greyscale stays greyscale, alpha is kept (upscaled
 with bicubic), 16-bit input gives 16-bit output. Existing outputs are kept unless --overwrite.
-Images whose compiled program fits --max_memory_gb run whole, larger ones in the largest tiles
-that fit (XLA's memory analysis; see docs/inference.md); --tile forces a size.
+Images whose compiled program fits --max_memory_gb run whole, larger ones in the grid of equal
+rectangular tiles that computes the fewest pixels within it (XLA's memory analysis; see
+docs/inference.md); --tile forces a square size.
 Exit status: 0 when every input was upscaled or skipped, 1 when some failed, 2 when none could run.
 """
 
@@ -34,7 +35,7 @@ flags.DEFINE_string('checkpoint', None, 'Workdir, its checkpoints/ folder, or on
 flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).')
 flags.DEFINE_string('out', None, 'Output folder.', required=True)
 flags.DEFINE_integer('tile', 0, 'LR tile size; 0: the whole image when it fits --max_memory_gb, '
-                     'else the largest tiles that do.', lower_bound=0)
+                     'else the tile grid that computes the fewest pixels within it.', lower_bound=0)
 flags.DEFINE_float('max_memory_gb', None, 'Memory budget of one pass in GB (10^9 bytes); '
                    'default: half the available RAM on CPU, 80% of the device memory on GPU/TPU.')
 flags.DEFINE_integer('overlap', 32, 'LR pixels shared by neighbouring tiles.', lower_bound=0)

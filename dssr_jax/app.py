@@ -145,7 +145,7 @@ def centre_crop(x: np.ndarray, size: int) -> np.ndarray:
 def detail_maps(fn: upscaling.SRFn, rgb: np.ndarray) -> list[np.ndarray]:
   """The T steps' detail maps of the centre crop of `rgb`, rendered as `--save_details` does."""
   details = fn(np.ascontiguousarray(centre_crop(rgb, DETAIL_CROP))[None])['details'][:, 0]
-  return [upscaling.detail_image(d) for d in details]
+  return [image_files.to_uint8(image_files.detail_image(d)) for d in details]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +171,6 @@ def upscale_upload(engine: Engine, path: str, out_dir: str, *, self_ensemble: bo
   Raises:
     ValueError: a message for the page (not an image, too large, ...).
   """
-  from dssr_jax import infer  # pylint: disable=g-import-not-at-top
   start = time.monotonic()
   name = pathlib.Path(path).name
   img = read_upload(path, name, engine.max_pixels)
@@ -193,7 +192,7 @@ def upscale_upload(engine: Engine, path: str, out_dir: str, *, self_ensemble: bo
                                progress=tick, on_plan=planned)
   if done[0] < up.plan.tiles:  # a whole image is one pass, which tiled_apply does not count
     report(up.plan.tiles, up.plan.tiles)
-  dst = infer.output_path(pathlib.Path(out_dir), pathlib.Path(name), engine.scale)
+  dst = upscaling.output_path(out_dir, name, engine.scale)
   image_files.write_native(dst, up.samples)
   slider = slider_pair(to_display(img.rgb, img.grey), to_display(up.out['sr'][0], img.grey))
   details = detail_maps(detail_fn, img.rgb)

@@ -12,6 +12,7 @@ import functools
 import os
 from typing import Any, Callable, Sequence
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -215,6 +216,13 @@ def upscale_image(sr_fn: SRFn, img: image_files.NativeImage, scale: int, *, tile
   alpha = None if img.alpha is None else upscale_alpha(img.alpha, scale)
   return Upscaled(samples=image_files.to_samples(out['sr'][0], alpha, img.grey, img.bits), out=out,
                   plan=plan)
+
+
+def output_path(out_dir: os.PathLike | str, src: os.PathLike | str, scale: int) -> epath.Path:
+  """Where an upscaled `src` goes: OUT/<stem>_x<scale>.png (.tif for a TIFF, to keep its bits)."""
+  src = epath.Path(src)
+  tiff = src.suffix.lower() in image_files.TIFF_EXTENSIONS
+  return epath.Path(out_dir) / f'{src.stem}_x{scale}{".tif" if tiff else ".png"}'
 
 
 def upscale_file(sr_fn: SRFn, src: os.PathLike | str, dst: os.PathLike | str, scale: int, *,

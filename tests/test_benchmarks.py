@@ -13,7 +13,7 @@ from dssr_jax import fast
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = ('train_step.py', 'infer.py', 'forward.py', 'pipeline.py', 'xplane_summary.py',
-           'torch_reference.py')
+           'torch_reference.py', 'bicubic_rows.py', 'tiled_vs_whole.py')
 TINY = ['--channels=8', '--struct_blocks=1', '--recon_blocks=1', '--num_steps=2']
 
 

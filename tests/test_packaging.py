@@ -10,7 +10,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SCRIPTS = ('dssr-upscale', 'dssr-export', 'dssr-convert', 'dssr-testsets', 'dssr-plots',
-           'dssr-demo-report')
+           'dssr-demo-report', 'dssr-app')
 
 
 def _pins(path: pathlib.Path) -> list[str]:

@@ -237,10 +237,10 @@ def data_dir(tmp_path_factory):
 
 def test_eval_refuses_full_images_that_do_not_fit_unless_tiled(tiny_ckpt, data_dir):
   loaded = checkpoint.load_model(tiny_ckpt)
-  fn = upscaling.make_sr_fn(loaded, ('sr', 'steps'))
+  fn = upscaling.make_sr_fn(loaded, ('sr', 'steps', 'details'))
   # What the largest image needs, from XLA directly: its program plus the fetched outputs
-  # (sr and the 2 steps, float32) and the input on the host.
-  need = fn.memory((1, 32, 24, 3)).total + 32 * 24 * (12 + 3 * 4 * 4 * 3)
+  # (sr, the 2 steps and the 2 detail maps, float32) and the input on the host.
+  need = fn.memory((1, 32, 24, 3)).total + 32 * 24 * (12 + 5 * 3 * 4 * 4)
   opts = dict(data_dir=data_dir, datasets=['Rand'], scales=None, checkpoint=tiny_ckpt,
               show_progress=False)
   budget = need - 1000

@@ -82,12 +82,6 @@ def collect_inputs(inputs: Sequence[str]) -> tuple[list[epath.Path], list[str]]:
   return unique, errors
 
 
-def output_path(out_dir: epath.Path, src: epath.Path, scale: int) -> epath.Path:
-  from dssr_jax import image_files  # pylint: disable=g-import-not-at-top
-  tiff = src.suffix.lower() in image_files.TIFF_EXTENSIONS
-  return out_dir / f'{src.stem}_x{scale}{".tif" if tiff else ".png"}'
-
-
 def summary(upscaled: int, skipped: int, failed: int, out_dir: epath.Path) -> str:
   """The closing line: what was written where, what was left alone, what failed."""
   total = upscaled + skipped + failed
@@ -129,7 +123,7 @@ def main(argv: Sequence[str]) -> int:
   upscaled = skipped = 0
   failed = len(errors)
   for i, src in enumerate(files, start=1):
-    dst = output_path(out_dir, src, scale)
+    dst = upscaling.output_path(out_dir, src, scale)
     if dst in targets:
       commands.error(f'{src}: its output {dst} would replace that of {targets[dst]}; rename one '
                      'of them')

@@ -54,6 +54,7 @@ from PIL import Image
 from dssr_jax import demo_report
 from dssr_jax import eval_lib
 from dssr_jax import image_files
+from dssr_jax import losses
 from dssr_jax import paper
 
 CROP = 96  # HR pixels per side of the crop the page shows.
@@ -161,13 +162,17 @@ def material(head: Mapping[str, Any], record: Any, lr: np.ndarray, out: Mapping[
   details, gain = [], None
   if out.get('details') is not None:
     maps = [cut(np.asarray(d, np.float32)) for d in out['details']]
-    maps.append(cut((hr.astype(np.float32) - bic.astype(np.float32)) / 255.0))
+    # What the maps are trained towards: the loss's label, HR minus PyTorch's bicubic of the LR
+    # (not the MATLAB bicubic of the panels above).
+    target = losses.detail_label(np.asarray(record.lr, np.float32)[None] / 255,
+                                hr[None].astype(np.float32) / 255, scale)
+    maps.append(cut(np.asarray(target)[0]))
     gain = demo_report.detail_gain(maps)
     psnrs = row.get('per_step_psnr') or [None] * (len(maps) - 1)
     for t, (d, p) in enumerate(zip(maps, list(psnrs) + [None]), start=1):
       name = 'target.png' if t == len(maps) else f'd{t}.png'
       files[name] = demo_report.detail_panel(d, gain)
-      details.append([name, 'HR - bicubic' if t == len(maps) else
+      details.append([name, 'target: HR - bic' if t == len(maps) else
                       f'step {t} detail' + ('' if p is None else f', SR_{t} {p:.2f} dB')])
   encoded = {k: image_files.png_bytes(v) for k, v in files.items()}
   # A lossy thumbnail is enough to show where the crop lies, and far smaller than a PNG.

@@ -293,13 +293,19 @@ def test_two_requests_at_once_are_queued_and_both_complete(server, photo):
   # One with the self-ensemble: eight passes, so the other arrives while it runs.
   jobs = [client.submit(handle_file(str(photo)), flag, api_name='/run') for flag in (True, False)]
   state = {Status.PROCESSING: 'runs', Status.PROGRESS: 'runs', Status.IN_QUEUE: 'waits'}
-  seen = set()
+  seen, both, longest = [], 0, 0
   while not all(job.done() for job in jobs):
-    seen.add(tuple(state.get(job.status().code, 'other') for job in jobs))
+    seen.append(tuple(state.get(job.status().code, 'other') for job in jobs))
+    both = both + 1 if seen[-1] == ('runs', 'runs') else 0
+    longest = max(longest, both)
     time.sleep(0.05)
   results = [job.result(timeout=300) for job in jobs]
-  assert any('runs' in states for states in seen), seen  # the watch saw the work...
-  assert ('runs', 'runs') not in seen  # ...one request at a time, the other waiting its turn
+  assert any('runs' in states for states in seen), set(seen)  # the watch saw the work...
+  # ...one request at a time, the other waiting its turn. The client learns each job's status from
+  # its own event stream, so the hand-over can look like both running for a poll or two; two
+  # requests served at once would show it for the whole of the shorter one.
+  assert any(sorted(states) == ['runs', 'waits'] for states in seen), set(seen)
+  assert longest <= 3, (longest, set(seen))
   for (_, details, path, summary), ensemble in zip(results, (True, False)):
     assert pathlib.Path(path).name == 'photo_x2.png'
     assert len(details) == helpers.TINY['num_steps']

@@ -26,7 +26,6 @@ from typing import Any, Sequence
 from absl import flags
 from absl import logging
 from etils import epath
-import orbax.checkpoint as ocp
 
 from configs import ablation
 from configs import default
@@ -119,19 +118,6 @@ def load_config(config_spec: str, settings: Sequence[str]):
   return config
 
 
-def checkpoint_steps(workdir: epath.Path) -> tuple[int | None, int | None]:
-  """(latest step, best step by validation PSNR or None) of a training workdir; looks only."""
-  directory = workdir / checkpoint_lib.CHECKPOINTS
-  if not directory.is_dir():
-    return None, None
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                         best_fn=lambda m: m['val_psnr'])
-  with ocp.CheckpointManager(directory, options=options) as mngr:
-    latest = mngr.latest_step()
-    best = mngr.best_step() if latest is not None else None
-  return latest, best
-
-
 def commands_text(s: Spec, root: epath.Path, data_dir: str, settings: Sequence[str]) -> str:
   """The train.py and eval.py commands of a table (what --dry_run prints)."""
   sets = ''.join(f' --config.{shlex.quote(x)}' for x in settings)
@@ -153,7 +139,7 @@ def commands_text(s: Spec, root: epath.Path, data_dir: str, settings: Sequence[s
 
 def train(config, workdir: epath.Path) -> None:
   """Trains one run to config.train.num_steps (resuming; nothing to do when it is there)."""
-  latest, _ = checkpoint_steps(workdir)
+  latest, _ = checkpoint_lib.training_steps(workdir)
   if latest is not None and latest >= config.train.num_steps:
     logging.info('%s: finished (step %d), not trained again', workdir, latest)
     return
@@ -252,7 +238,7 @@ def reproduce(table: str, root, data_dir: str, settings: Sequence[str] = (),
   for score in s.scores:
     kwargs = {'method': 'bicubic'}
     if score.run is not None:
-      latest, best = checkpoint_steps(root / score.run)
+      latest, best = checkpoint_lib.training_steps(root / score.run)
       kwargs = {'checkpoint': str(root / score.run), 'step': best if best is not None else latest}
     report = eval_lib.evaluate(data_dir=data_dir, datasets=score.datasets, scales=[score.scale],
                                options=_options(score), show_progress=False, **kwargs)

@@ -232,6 +232,19 @@ def latest_training(workdir: epath.Path) -> tuple[int, dict[str, Any]] | None:
   return steps[-1], _read(step_dir, meta=ocp.args.JsonRestore())['meta']
 
 
+def training_steps(workdir: epath.Path) -> tuple[int | None, int | None]:
+  """(latest step, best step by validation PSNR or None) of a training workdir; looks only."""
+  directory = workdir / CHECKPOINTS
+  if not directory.is_dir():
+    return None, None
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                         best_fn=lambda m: m['val_psnr'])
+  with ocp.CheckpointManager(directory, options=options) as mngr:
+    latest = mngr.latest_step()
+    best = mngr.best_step() if latest is not None else None
+  return latest, best
+
+
 def training_manager(workdir: epath.Path, keep: int, best: bool = True
                      ) -> ocp.CheckpointManager:
   """`workdir/checkpoints/<step>/{params,opt_state,meta}`: the last `keep`, and with `best` the
